@@ -1,0 +1,189 @@
+/* kafka.h - the project's Kafka producer and consumer, on librdkafka.
+ *
+ * Producer: idempotent (enable.idempotence=true, acks=all), LZ4, a background
+ * thread polls delivery reports and calls each message's callback exactly once.
+ *
+ * Consumer: a consumer group member with cooperative-sticky assignment. The
+ * service pulls batches, does its side effects, waits for their Kafka
+ * acknowledgements, and only then calls cmn_kafka_consumer_commit_batch(), so
+ * an offset is committed only after the work it stands for is durable
+ * (at-least-once). Rebalance callbacks run inside poll, between batches; a
+ * partition revoked while a batch was being gathered is dropped from that
+ * batch so its records are processed once, by the new owner.
+ *
+ * Both read "KAFKA_BROKERS" style bootstrap lists; extra librdkafka properties
+ * can be passed as "key=value" strings (tests use them). */
+#ifndef CRM_KAFKA_H
+#define CRM_KAFKA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crm/log.h"
+#include "crm/metrics.h"
+
+/* Topic names (DESIGN.md). */
+#define CMN_TOPIC_REQUESTS "crm.requests"
+#define CMN_TOPIC_STATUS "crm.status"
+#define CMN_TOPIC_INBOUND "crm.inbound"
+#define CMN_TOPIC_PREFERENCES "crm.preferences"
+#define CMN_TOPIC_DLQ "crm.dlq"
+#define CMN_TOPIC_SEND_PREFIX "crm.send."   /* + channel */
+#define CMN_TOPIC_RETRY_PREFIX "crm.retry." /* + channel + "." + tier */
+#define CMN_TOPIC_DEFER_PREFIX "crm.defer." /* + tier */
+
+/* Every topic of the design with its partition count and whether it is
+ * compacted, for `crmctl topics create` and the embedded cluster. */
+typedef struct cmn_kafka_topic_spec {
+    const char *name;
+    int partitions;
+    int compacted;
+} cmn_kafka_topic_spec_t;
+/* Returns the static table and stores its length in *n. */
+const cmn_kafka_topic_spec_t *cmn_kafka_topics(size_t *n);
+
+typedef struct cmn_kafka_header {
+    const char *name;
+    const void *value;   /* not necessarily NUL-terminated */
+    size_t value_len;
+} cmn_kafka_header_t;
+
+/* Standard header names. */
+#define CMN_HDR_TRACEPARENT "traceparent"
+#define CMN_HDR_DUE_AT "x-crm-due-at"
+#define CMN_HDR_TARGET "x-crm-target"
+#define CMN_HDR_DLQ_REASON "x-crm-dlq-reason"
+#define CMN_HDR_DLQ_SOURCE_TOPIC "x-crm-dlq-source-topic"
+#define CMN_HDR_DLQ_SOURCE_PARTITION "x-crm-dlq-source-partition"
+#define CMN_HDR_DLQ_SOURCE_OFFSET "x-crm-dlq-source-offset"
+#define CMN_HDR_DLQ_SERVICE "x-crm-dlq-service"
+
+typedef struct cmn_kafka_config {
+    const char *brokers;          /* bootstrap servers, required */
+    const char *client_id;        /* e.g. "crm-router" */
+    const char *group_id;         /* consumers only */
+    const char *const *extra;     /* NULL-terminated "key=value" librdkafka properties, or NULL */
+    const cmn_log_t *log;
+    cmn_metrics_t *metrics;       /* may be NULL */
+} cmn_kafka_config_t;
+
+/* ---------------------------------------------------------------- producer */
+
+typedef struct cmn_kafka_producer cmn_kafka_producer_t;
+
+/* Called once per produced message from the producer's poll thread.
+ * err is 0 when the message is acknowledged by all in-sync replicas. */
+typedef void (*cmn_kafka_delivery_fn)(void *opaque, int err, const char *errmsg);
+
+cmn_kafka_producer_t *cmn_kafka_producer_new(const cmn_kafka_config_t *cfg, char *errstr, size_t errlen);
+
+/* Queues one message. key/value/headers are copied. partition -1 means by key.
+ * cb may be NULL. Returns 0, CMN_ERR_UNAVAILABLE when the local queue is full
+ * (caller may retry after a poll), or CMN_ERR_KAFKA. */
+int cmn_kafka_produce(cmn_kafka_producer_t *p, const char *topic, int32_t partition, const void *key,
+                      size_t key_len, const void *value, size_t value_len,
+                      const cmn_kafka_header_t *headers, size_t nheaders, cmn_kafka_delivery_fn cb,
+                      void *opaque);
+
+/* A group of produces whose acknowledgements the caller waits for together:
+ * the way every service makes "offsets after side effects" simple.
+ *   cmn_kafka_batch_t b; cmn_kafka_batch_init(&b);
+ *   cmn_kafka_produce_in_batch(p, &b, ...); ...
+ *   rc = cmn_kafka_batch_wait(&b, timeout_ms);  // 0 when all acked
+ * Thread-safe; lives on the caller's stack; cmn_kafka_batch_destroy after wait. */
+typedef struct cmn_kafka_batch {
+    void *impl; /* mutex, condvar, counters */
+} cmn_kafka_batch_t;
+int cmn_kafka_batch_init(cmn_kafka_batch_t *b);
+int cmn_kafka_produce_in_batch(cmn_kafka_producer_t *p, cmn_kafka_batch_t *b, const char *topic,
+                               const void *key, size_t key_len, const void *value, size_t value_len,
+                               const cmn_kafka_header_t *headers, size_t nheaders);
+/* Waits until every produce of the batch is acknowledged or failed. Returns 0
+ * when all succeeded, CMN_ERR_KAFKA when any failed (first error in errstr),
+ * CMN_ERR_TIMEOUT when timeout_ms passed first. */
+int cmn_kafka_batch_wait(cmn_kafka_batch_t *b, int timeout_ms, char *errstr, size_t errlen);
+void cmn_kafka_batch_destroy(cmn_kafka_batch_t *b);
+
+/* Waits for everything queued to be delivered. */
+int cmn_kafka_producer_flush(cmn_kafka_producer_t *p, int timeout_ms);
+/* Flushes (up to 10 s) and frees. */
+void cmn_kafka_producer_destroy(cmn_kafka_producer_t *p);
+
+/* ---------------------------------------------------------------- consumer */
+
+typedef struct cmn_kafka_consumer cmn_kafka_consumer_t;
+
+/* One consumed record. All pointers are borrowed from the batch and valid
+ * until the next poll_batch or consumer destroy. */
+typedef struct cmn_kafka_message {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms;
+    const char *key;  size_t key_len;
+    const char *value; size_t value_len;  /* value is NUL-terminated for convenience */
+    void *internal;
+} cmn_kafka_message_t;
+
+/* Borrowed header value, NULL when absent. */
+const void *cmn_kafka_message_header(const cmn_kafka_message_t *m, const char *name, size_t *len);
+
+/* Called on partition assignment so a service can supply stored offsets (the
+ * projector reads them from PostgreSQL). For each i, set offsets[i] to the
+ * next offset to read or leave it at -1 (committed offset / auto.offset.reset).
+ * Return 0, or a negative code to fail the consumer. */
+typedef int (*cmn_kafka_assign_fn)(void *ctx, const char *const *topics, const int32_t *partitions,
+                                   int64_t *offsets, size_t n);
+typedef void (*cmn_kafka_revoke_fn)(void *ctx, const char *const *topics, const int32_t *partitions,
+                                    size_t n);
+
+typedef struct cmn_kafka_consumer_opts {
+    const char *const *topics;     /* NULL-terminated */
+    const char *auto_offset_reset; /* "earliest" (default) or "latest" */
+    cmn_kafka_assign_fn on_assign; /* may be NULL */
+    cmn_kafka_revoke_fn on_revoke; /* may be NULL */
+    void *ctx;
+} cmn_kafka_consumer_opts_t;
+
+cmn_kafka_consumer_t *cmn_kafka_consumer_new(const cmn_kafka_config_t *cfg,
+                                             const cmn_kafka_consumer_opts_t *opts, char *errstr,
+                                             size_t errlen);
+
+/* Gathers up to max records, waiting at most timeout_ms for the first one and
+ * then taking whatever is already fetched. *msgs points at an array owned by
+ * the consumer. Returns the count (0 on timeout) or a negative code. */
+int cmn_kafka_consumer_poll_batch(cmn_kafka_consumer_t *c, int max, int timeout_ms,
+                                  cmn_kafka_message_t **msgs);
+
+/* Marks every record of the last batch as processed and commits synchronously. */
+int cmn_kafka_consumer_commit_batch(cmn_kafka_consumer_t *c);
+/* Rewinds each partition of the last batch to its first record there, so the
+ * batch is delivered again (used when its side effects could not be made durable). */
+int cmn_kafka_consumer_rewind_batch(cmn_kafka_consumer_t *c);
+
+/* Pause/resume one partition (delay topics, backpressure). */
+int cmn_kafka_consumer_pause(cmn_kafka_consumer_t *c, const char *topic, int32_t partition);
+int cmn_kafka_consumer_resume(cmn_kafka_consumer_t *c, const char *topic, int32_t partition);
+
+/* 1 while the consumer has an assignment or has talked to the cluster recently. */
+int cmn_kafka_consumer_is_healthy(cmn_kafka_consumer_t *c);
+
+/* Leaves the group cleanly (commits nothing new) and frees. */
+void cmn_kafka_consumer_destroy(cmn_kafka_consumer_t *c);
+
+/* ----------------------------------------------------------------- helpers */
+
+/* Produces value to crm.dlq keyed by the original key, with reason, source
+ * topic/partition/offset and service headers, as part of batch b. */
+int cmn_kafka_dlq_in_batch(cmn_kafka_producer_t *p, cmn_kafka_batch_t *b, const cmn_kafka_message_t *src,
+                           const char *service, const char *reason);
+
+/* Creates every topic of cmn_kafka_topics() that does not exist yet, via the
+ * Admin API (a real cluster). replication is the replication factor. */
+int cmn_kafka_create_topics(const char *brokers, int replication, const cmn_log_t *log, char *errstr,
+                            size_t errlen);
+
+/* A fresh W3C traceparent ("00-<32 hex>-<16 hex>-01") into out (56 bytes). */
+int cmn_kafka_traceparent_new(char out[56]);
+
+#endif

@@ -1,0 +1,42 @@
+/* crmctl - operator CLI: migrations, topics, template preview, the embedded
+ * development fleet. main() only dispatches to a subcommand family. */
+#include <stdio.h>
+#include <string.h>
+
+#include "crmctl.h"
+
+typedef struct crmctl_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} crmctl_command_t;
+
+static const crmctl_command_t commands[] = {
+    {"template", crmctl_template_main, "template render --template FILE --data FILE.json [--partials DIR]"},
+    {"migrate", crmctl_migrate_main, "migrate [--dir DIR]   apply numbered SQL migrations to DATABASE_URL"},
+    {"dev", crmctl_dev_main, "dev up | down | status   the embedded development fleet under var/dev"},
+    {"embedded-kafka", crmctl_kafka_main, "embedded-kafka [--brokers N] [--bootstrap-file F]   run librdkafka's mock cluster"},
+    {"topics", crmctl_topics_main, "topics create | list   manage the engine's topics on KAFKA_BROKERS"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: crmctl <command> [args]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(out, "  %s\n", commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "crmctl: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
