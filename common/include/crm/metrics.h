@@ -32,6 +32,11 @@ void cmn_gauge_set(cmn_gauge_t *g, double v);
 void cmn_gauge_add(cmn_gauge_t *g, double v);
 void cmn_histogram_observe(cmn_histogram_t *h, double v);
 
+/* Appends value escaped for use inside a label's double quotes (backslash,
+ * quote and newline), for callers building a labels string from data they do
+ * not control. Returns 0 or a cmn_err_t. */
+int cmn_metrics_escape_label_value(cmn_buf_t *out, const char *value);
+
 /* Appends the whole registry in text format (# HELP, # TYPE, samples). */
 int cmn_metrics_render(cmn_metrics_t *m, cmn_buf_t *out);
 
