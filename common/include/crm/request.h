@@ -63,11 +63,30 @@ typedef struct cmn_request {
  * "default", urgency normal, v 1. */
 int cmn_request_from_json(json_object *obj, const char *prefix, cmn_request_t *out, json_object *errors);
 
-/* Serialises the normalised request (including communication_id and received_at). */
+/* Appends the normalised request (defaults filled, including
+ * communication_id and received_at when set) as compact JSON to out. r is
+ * borrowed. Do not serialise the same r from two threads at once: it takes
+ * references on context/attachments and json-c reference counts are not atomic. */
 int cmn_request_to_json(const cmn_request_t *r, cmn_buf_t *out);
 
 /* Frees everything r owns and zeroes it. */
 void cmn_request_clear(cmn_request_t *r);
+
+/* Validates a recipient object (the "recipient" of a request or dispatch)
+ * and fills out (zeroed). prefix is the full field prefix of its members,
+ * e.g. "requests[3].recipient." or "recipient."; problems are appended to
+ * errors as for cmn_request_from_json (errors may be NULL to only count).
+ * Returns 0, CMN_ERR_INVALID or CMN_ERR_NOMEM; always cmn_recipient_clear(). */
+int cmn_recipient_from_json(json_object *obj, const char *prefix, cmn_recipient_t *out, json_object *errors);
+/* A new json-c object for r (absent members omitted); the caller puts it.
+ * NULL when out of memory. */
+json_object *cmn_recipient_to_json_object(const cmn_recipient_t *r);
+
+/* Writes the canonical case of a valid locale ("pt-br" -> "pt-BR",
+ * "zh-hant-tw" -> "zh-Hant-TW") into out. Returns 0, or CMN_ERR_INVALID when
+ * s is not a valid locale or out is too small. Templates are looked up by
+ * locale, so every accepted locale is stored in this one spelling. */
+int cmn_locale_normalize(const char *s, char *out, size_t outlen);
 
 /* Field validators, exposed for reuse and unit tests: 1 when valid. */
 int cmn_valid_e164(const char *s);          /* + then 2..15 digits, first digit 1-9 */
@@ -75,5 +94,7 @@ int cmn_valid_email(const char *s);         /* RFC 5321 addr-spec, pragmatic sub
 int cmn_valid_timezone(const char *s);      /* IANA id known to ICU (canonical or alias) */
 int cmn_valid_locale(const char *s);        /* BCP 47 like "en", "fr-CA", "pt-BR" */
 int cmn_valid_id(const char *s, size_t max);/* 1..max printable ASCII, no spaces or control chars */
+int cmn_valid_message_type(const char *s);  /* [a-z0-9_.-]{1,64}, not starting with '.' (it names a directory) */
+int cmn_valid_template_name(const char *s); /* [A-Za-z0-9_.-]{1,128}, not starting with '.' */
 
 #endif
