@@ -1,10 +1,16 @@
 /* th_pg.h - a private PostgreSQL server for the tests.
  *
- * The first call initialises a cluster under CRM_BINARY_DIR/test-pg (initdb,
- * running as the postgres user when the tests run as root), starts it on a
- * free port with its socket in that directory, and leaves it running for the
- * rest of the test process (it is stopped by th_pg_stop or at exit).
- * Each test gets its own fresh database with all migrations applied. */
+ * The first call initialises a cluster under CRM_BINARY_DIR/test-pg-<pid>
+ * (initdb with trust auth and fsync off, running as the postgres user when
+ * the tests run as root), starts it on a free 127.0.0.1 port with its socket
+ * in that directory, and leaves it running for the rest of the test binary's
+ * run. <pid> is the test binary's process: Criterion runs each test in a
+ * forked worker, and every worker of one run shares the one server. It is
+ * stopped (and its directory removed) by th_pg_stop, or when the test binary
+ * exits, by a detached watchdog.
+ * Each test gets its own fresh database with all migrations applied.
+ * CRM_PG_BINDIR overrides where initdb and pg_ctl are found
+ * (default: the newest /usr/lib/postgresql/<major>/bin, else PATH). */
 #ifndef TH_PG_H
 #define TH_PG_H
 
