@@ -40,6 +40,7 @@
 #endif
 
 #define DEV_MAX_PROCS 16
+#define DEV_DIR_MAX 1024
 #define DEV_PG_BIN "/usr/lib/postgresql/15/bin"
 
 typedef struct dev_proc {
@@ -49,9 +50,11 @@ typedef struct dev_proc {
 
 /* Everything one `dev` invocation knows; lives on main's stack. */
 typedef struct dev_ctx {
-    char source_dir[PATH_MAX];  /* the checkout: templates, config, migrations, tools */
-    char bin_dir[PATH_MAX];     /* the build tree crmctl runs from */
-    char dir[PATH_MAX];         /* state directory */
+    /* Directory names are capped well below PATH_MAX so every path built
+     * from them fits its buffer; dev_init refuses longer ones. */
+    char source_dir[DEV_DIR_MAX]; /* the checkout: templates, config, migrations, tools */
+    char bin_dir[DEV_DIR_MAX];    /* the build tree crmctl runs from */
+    char dir[DEV_DIR_MAX];        /* state directory */
     int port_base;
     int ingest_port, router_port, email_port, projector_port, pg_port, smtp_port;
     char brokers[1024];
@@ -503,8 +506,15 @@ static int dev_init(dev_ctx_t *d)
 {
     memset(d, 0, sizeof(*d));
     const char *src = getenv("CRM_SOURCE_DIR");
-    snprintf(d->source_dir, sizeof(d->source_dir), "%s", src && *src ? src : CRM_DEFAULT_SOURCE_DIR);
-    char exe[PATH_MAX];
+    const char *source = src && *src ? src : CRM_DEFAULT_SOURCE_DIR;
+    const char *dir = getenv("CRM_DEV_DIR");
+    if (strlen(source) >= DEV_DIR_MAX - 64 || (dir && strlen(dir) >= DEV_DIR_MAX - 64)) {
+        fprintf(stderr, "crmctl dev: CRM_SOURCE_DIR and CRM_DEV_DIR must be shorter than %d bytes\n",
+                DEV_DIR_MAX - 64);
+        return CMN_ERR_CONFIG;
+    }
+    snprintf(d->source_dir, sizeof(d->source_dir), "%s", source);
+    char exe[DEV_DIR_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n <= 0)
         return CMN_ERR_IO;
@@ -517,11 +527,10 @@ static int dev_init(dev_ctx_t *d)
         *slash = '\0';
     }
     snprintf(d->bin_dir, sizeof(d->bin_dir), "%s", exe);
-    const char *dir = getenv("CRM_DEV_DIR");
     if (dir && *dir)
         snprintf(d->dir, sizeof(d->dir), "%s", dir);
     else
-        snprintf(d->dir, sizeof(d->dir), "%s/var/dev", d->source_dir);
+        snprintf(d->dir, sizeof(d->dir), "%s/var/dev", source);
     const char *base = getenv("CRM_DEV_PORT_BASE");
     d->port_base = base && *base ? atoi(base) : 18080;
     if (d->port_base < 1024 || d->port_base > 65000) {
