@@ -1,7 +1,10 @@
 /* kafka.h - the project's Kafka producer and consumer, on librdkafka.
  *
- * Producer: idempotent (enable.idempotence=true, acks=all), LZ4, a background
- * thread polls delivery reports and calls each message's callback exactly once.
+ * Producer: idempotent (enable.idempotence=true, acks=all), LZ4, linger 5 ms,
+ * murmur2 partitioner (the Java client's, so a key maps to the same partition
+ * whoever produces it), message.timeout.ms 30000 unless cfg->extra overrides
+ * it; a background thread polls delivery reports and calls each message's
+ * callback exactly once (also for messages purged at destroy).
  *
  * Consumer: a consumer group member with cooperative-sticky assignment. The
  * service pulls batches, does its side effects, waits for their Kafka
@@ -12,7 +15,15 @@
  * batch so its records are processed once, by the new owner.
  *
  * Both read "KAFKA_BROKERS" style bootstrap lists; extra librdkafka properties
- * can be passed as "key=value" strings (tests use them). */
+ * can be passed as "key=value" strings (tests use them); they override the
+ * defaults above.
+ *
+ * Metrics (when cfg->metrics is set): kafka_messages_produced_total{topic},
+ * kafka_produce_errors_total{topic}, kafka_messages_consumed_total{topic},
+ * kafka_consumer_errors_total, kafka_commit_errors_total,
+ * kafka_commits_deferred_total, kafka_client_errors_total. Errors are logged
+ * through cfg->log as JSON lines. cfg->log and cfg->metrics are borrowed and
+ * must outlive the producer/consumer; cfg itself may go away after _new. */
 #ifndef CRM_KAFKA_H
 #define CRM_KAFKA_H
 
@@ -95,6 +106,11 @@ typedef struct cmn_kafka_batch {
     void *impl; /* mutex, condvar, counters */
 } cmn_kafka_batch_t;
 int cmn_kafka_batch_init(cmn_kafka_batch_t *b);
+/* Like cmn_kafka_produce (partition by key; everything copied), but when the
+ * local queue is full it polls and retries for up to 10 s before returning
+ * CMN_ERR_UNAVAILABLE. A produce that fails here also counts as a failure of
+ * the batch, so cmn_kafka_batch_wait reports it. Destroying a batch whose
+ * wait timed out is safe: late delivery reports find it still alive. */
 int cmn_kafka_produce_in_batch(cmn_kafka_producer_t *p, cmn_kafka_batch_t *b, const char *topic,
                                const void *key, size_t key_len, const void *value, size_t value_len,
                                const cmn_kafka_header_t *headers, size_t nheaders);
@@ -114,7 +130,9 @@ void cmn_kafka_producer_destroy(cmn_kafka_producer_t *p);
 typedef struct cmn_kafka_consumer cmn_kafka_consumer_t;
 
 /* One consumed record. All pointers are borrowed from the batch and valid
- * until the next poll_batch or consumer destroy. */
+ * until the next poll_batch or consumer destroy. key and value are copies
+ * with a NUL after their last byte; key is NULL when the record has none and
+ * value is NULL (value_len 0) for a tombstone. */
 typedef struct cmn_kafka_message {
     const char *topic;
     int32_t partition;
@@ -155,7 +173,13 @@ cmn_kafka_consumer_t *cmn_kafka_consumer_new(const cmn_kafka_config_t *cfg,
 int cmn_kafka_consumer_poll_batch(cmn_kafka_consumer_t *c, int max, int timeout_ms,
                                   cmn_kafka_message_t **msgs);
 
-/* Marks every record of the last batch as processed and commits synchronously. */
+/* Marks every record of the last batch as processed and commits synchronously.
+ * Returns 0 also when a group rebalance makes the coordinator refuse the
+ * commit: the offsets stay stored and are committed by the next commit, or
+ * before their partitions are revoked, and if librdkafka declares the
+ * assignment lost and hands the partitions back, the consumer resumes after
+ * the records already marked (see kafka.c). CMN_ERR_KAFKA for other errors
+ * (the offsets stay stored and are retried by the next commit). */
 int cmn_kafka_consumer_commit_batch(cmn_kafka_consumer_t *c);
 /* Rewinds each partition of the last batch to its first record there, so the
  * batch is delivered again (used when its side effects could not be made durable). */
@@ -165,7 +189,9 @@ int cmn_kafka_consumer_rewind_batch(cmn_kafka_consumer_t *c);
 int cmn_kafka_consumer_pause(cmn_kafka_consumer_t *c, const char *topic, int32_t partition);
 int cmn_kafka_consumer_resume(cmn_kafka_consumer_t *c, const char *topic, int32_t partition);
 
-/* 1 while the consumer has an assignment or has talked to the cluster recently. */
+/* 1 while the consumer has an assignment or has talked to the cluster recently:
+ * a rebalance, a record or a commit in the last 30 s, else a metadata request
+ * (up to 2 s) decides. Safe to call from another thread (health endpoints). */
 int cmn_kafka_consumer_is_healthy(cmn_kafka_consumer_t *c);
 
 /* Leaves the group cleanly (commits nothing new) and frees. */
@@ -174,12 +200,20 @@ void cmn_kafka_consumer_destroy(cmn_kafka_consumer_t *c);
 /* ----------------------------------------------------------------- helpers */
 
 /* Produces value to crm.dlq keyed by the original key, with reason, source
- * topic/partition/offset and service headers, as part of batch b. */
+ * topic/partition/offset and service headers, as part of batch b. The
+ * source's traceparent is kept (a new one is made when it has none). src is
+ * only read; everything is copied. */
 int cmn_kafka_dlq_in_batch(cmn_kafka_producer_t *p, cmn_kafka_batch_t *b, const cmn_kafka_message_t *src,
                            const char *service, const char *reason);
 
 /* Creates every topic of cmn_kafka_topics() that does not exist yet, via the
- * Admin API (a real cluster). replication is the replication factor. */
+ * Admin API (a real cluster). replication is the replication factor.
+ * crm.preferences gets cleanup.policy=compact. Returns 0 when every topic
+ * exists afterwards (also when none was missing, which is how a mock cluster
+ * started by `crmctl embedded-kafka` passes), CMN_ERR_UNAVAILABLE when the
+ * cluster cannot be reached or has no controller (a mock cluster lacking
+ * topics: the mock has no CreateTopics API), CMN_ERR_KAFKA when a topic was
+ * refused; errstr says which. log may be NULL. */
 int cmn_kafka_create_topics(const char *brokers, int replication, const cmn_log_t *log, char *errstr,
                             size_t errlen);
 
