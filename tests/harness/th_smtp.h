@@ -16,7 +16,10 @@ typedef struct th_smtp {
     int pid;
 } th_smtp_t;
 
-/* Starts the sandbox on a free port under CRM_BINARY_DIR/test-smtp/<name>. Returns 0 or -1. */
+/* Starts the sandbox on a free port under CRM_BINARY_DIR/test-smtp/<name>.
+ * Scripted recipients: a local part "fail550..." / "fail451..." is refused
+ * at RCPT with that code; "slow3000..." gets its DATA reply 3000 ms late.
+ * Returns 0 or -1. */
 int th_smtp_start(th_smtp_t *s, const char *name);
 void th_smtp_stop(th_smtp_t *s);
 /* Number of messages in the Maildir (new/ and cur/). */

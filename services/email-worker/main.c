@@ -1,0 +1,120 @@
+/* crm-email-worker: consumes crm.send.email, renders the message type's
+ * templates, sends through SMTP and reports sending/sent/failed on
+ * crm.status. main() only wires configuration, logging, metrics, the HTTP
+ * endpoints and the worker together; the work is in worker_core.c and the
+ * email_*.c modules. */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "crm/config.h"
+#include "crm/err.h"
+#include "crm/http.h"
+#include "crm/log.h"
+#include "crm/metrics.h"
+#include "crm/signal.h"
+#include "email_worker.h"
+#include "worker_core.h"
+
+#define SERVICE "crm-email-worker"
+
+int main(int argc, char **argv)
+{
+    email_worker_config_t cfg;
+    cmn_log_t log;
+    cmn_metrics_t *metrics = NULL;
+    cmn_http_server_t *http = NULL;
+    email_channel_t *channel = NULL;
+    worker_t *worker = NULL;
+    worker_channel_t ch;
+    char errstr[1024] = "";
+    int exit_code = 1;
+    size_t ntable = 0;
+    const cmn_cfg_entry_t *table = email_worker_config_table(&ntable);
+    int curl_ready = 0;
+
+    memset(&cfg, 0, sizeof cfg);
+    int rc = cmn_config_main(SERVICE, argc, argv, table, ntable, &cfg);
+    if (rc == 1)
+        return 0;
+    if (rc != 0)
+        return 2;
+    if (email_worker_config_check(&cfg, errstr, sizeof errstr) != 0) {
+        fprintf(stderr, SERVICE ": config error: %s\n", errstr);
+        exit_code = 2;
+        goto cleanup;
+    }
+    if (cmn_log_init(&log, SERVICE, cfg.log_level) != 0) {
+        fprintf(stderr, SERVICE ": config error: LOG_LEVEL: must be debug, info, warn or error\n");
+        exit_code = 2;
+        goto cleanup;
+    }
+    if (cmn_signal_install() != 0) {
+        cmn_log_error(&log, NULL, "cannot install signal handlers");
+        goto cleanup;
+    }
+    /* Before any thread exists: curl_global_init is not thread-safe. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        cmn_log_error(&log, NULL, "curl_global_init failed");
+        goto cleanup;
+    }
+    curl_ready = 1;
+    metrics = cmn_metrics_new();
+    if (metrics == NULL) {
+        cmn_log_error(&log, NULL, "out of memory");
+        goto cleanup;
+    }
+    channel = email_channel_new(&cfg, &log, errstr, sizeof errstr);
+    if (channel == NULL) {
+        fprintf(stderr, SERVICE ": config error: %s\n", errstr);
+        exit_code = 2;
+        goto cleanup;
+    }
+    email_channel_bind(channel, &ch);
+    worker_config_t wc = {
+        .service = SERVICE,
+        .brokers = cfg.kafka_brokers,
+        .group_id = cfg.group_id,
+        .batch_size = (int)cfg.batch_size,
+        .max_in_flight = (int)cfg.max_in_flight,
+        .session_timeout_ms = (int)cfg.session_timeout_ms,
+        .log = &log,
+        .metrics = metrics,
+    };
+    worker = worker_new(&wc, &ch, errstr, sizeof errstr);
+    if (worker == NULL) {
+        cmn_log_error(&log, NULL, "cannot start the worker: %s", errstr);
+        goto cleanup;
+    }
+    cmn_http_config_t hc = {
+        .bind_address = cfg.http_bind,
+        .port = (int)cfg.http_port,
+        /* Two, so a /readyz that waits on a Kafka metadata request (up to
+         * 2 s) never holds up a /metrics scrape. */
+        .threads = 2,
+        .max_body_bytes = 4096,
+        .max_header_bytes = 8192,
+        .timeout_seconds = 10,
+        .ready = worker_is_ready,
+        .ctx = worker,
+        .metrics = metrics,
+        .log = &log,
+    };
+    http = cmn_http_server_new(&hc, errstr, sizeof errstr);
+    if (http == NULL) {
+        cmn_log_error(&log, NULL, "cannot start the HTTP server: %s", errstr);
+        goto cleanup;
+    }
+    cmn_log_info(&log, NULL, "started: smtp %s, http port %d", cfg.smtp_host, cmn_http_server_port(http));
+    exit_code = worker_run(worker) == 0 ? 0 : 1;
+cleanup:
+    /* HTTP first: /readyz must not look at a worker being torn down. */
+    cmn_http_server_destroy(http);
+    worker_destroy(worker);
+    email_channel_destroy(channel);
+    cmn_metrics_destroy(metrics);
+    if (curl_ready)
+        curl_global_cleanup();
+    cmn_config_free(table, ntable, &cfg);
+    return exit_code;
+}
