@@ -405,10 +405,17 @@ static int smtp_start(dev_ctx_t *d)
     if (random_hex(d->smtp_password, 16) != 0)
         return CMN_ERR_IO;
     snprintf(port, sizeof(port), "%d", d->smtp_port);
+    /* Recipients like fail550-x@... are refused with that code, so the demo
+     * and the tests can show real SMTP failures; the password travels in the
+     * environment, not the process list. */
+    const char *sink = getenv("CRM_DEV_SMTP_SINK");
     char *argv[] = {"/usr/bin/python3", script, "--host", "127.0.0.1", "--port", port, "--maildir", maildir,
-                    "--tls-cert", cert, "--tls-key", key, "--auth-user", "crm", "--auth-password",
-                    d->smtp_password, NULL};
-    int rc = spawn_daemon(d, "smtp", argv, NULL);
+                    "--tls-cert", cert, "--tls-key", key, "--auth-user", "crm", "--fail-rcpt-prefix", "fail",
+                    sink && strcmp(sink, "1") == 0 ? "--sink" : NULL, NULL};
+    char pass_env[64];
+    snprintf(pass_env, sizeof(pass_env), "SMTP_SANDBOX_PASSWORD=%s", d->smtp_password);
+    char *env[] = {pass_env, NULL};
+    int rc = spawn_daemon(d, "smtp", argv, env);
     if (rc != 0)
         return rc;
     rc = wait_tcp(d->smtp_port, d->procs[d->nprocs - 1].pid, 20000);
@@ -444,6 +451,11 @@ static int service_start(dev_ctx_t *d, const char *name, const char *subdir, int
     snprintf(kv[n++], sizeof(kv[0]), "DATABASE_URL=%s", d->database_url);
     snprintf(kv[n++], sizeof(kv[0]), "HTTP_PORT=%d", port);
     snprintf(kv[n++], sizeof(kv[0]), "HTTP_BIND=127.0.0.1");
+    /* The mock cluster waits session.timeout.ms before rebalancing after a
+     * member vanishes; a short session lets a killed service's partitions
+     * move on within seconds in development. */
+    snprintf(kv[n++], sizeof(kv[0]), "KAFKA_SESSION_TIMEOUT_MS=%s",
+             getenv("KAFKA_SESSION_TIMEOUT_MS") ? getenv("KAFKA_SESSION_TIMEOUT_MS") : "10000");
     for (int i = 0; extra && extra[i] && n < max_env; i++)
         snprintf(kv[n++], sizeof(kv[0]), "%s", extra[i]);
     for (int i = 0; i < n; i++)

@@ -54,15 +54,23 @@ def build_requests(rnd):
     for i in range(TOTAL):
         mtype = rnd.choice(list(TYPES))
         first, last = rnd.choice(FIRST), rnd.choice(LAST)
+        recipient = {"name": "%s %s" % (first, last),
+                     "email": "%s.%s.%d@example.com" % (first.lower().encode("ascii", "ignore").decode() or "x",
+                                                         "c", i),
+                     "timezone": rnd.choice(ZONES), "locale": rnd.choice(LOCALES)}
+        if i % 37 == 5:
+            # Only a phone number while only email is enabled: the router suppresses it (no_channel).
+            del recipient["email"]
+            recipient["phone"] = "+3361234%04d" % i
+        elif i % 41 == 7:
+            # The sandbox refuses fail550-* recipients: a real permanent SMTP failure.
+            recipient["email"] = "fail550-client%d@example.com" % i
         reqs.append({
             "request_id": "demo-%s-%d" % (RUN, i),
             "client_id": "client-%d" % rnd.randint(1, 120),
             "message_type": mtype,
             "urgency": rnd.choice(["low", "normal", "normal", "high"]),
-            "recipient": {"name": "%s %s" % (first, last),
-                          "email": "%s.%s.%d@example.com" % (first.lower().encode("ascii", "ignore").decode() or "x",
-                                                              "c", i),
-                          "timezone": rnd.choice(ZONES), "locale": rnd.choice(LOCALES)},
+            "recipient": recipient,
             "context": TYPES[mtype](rnd),
         })
     return reqs
@@ -132,6 +140,13 @@ def main():
     print("  " + "-" * 36)
     for mt, s, n in types:
         print("  %-22s %6s %6s" % (mt, s, n))
+    reasons = psql("select status, case when status = 'failed' then coalesce(error_code, '') || ' ' || coalesce(error_message, '') else coalesce(reason, '') end, count(*) from communications where request_id "
+                   "like '%s' and status in ('failed','suppressed') group by 1, 2 order by 1, 2" % like)
+    if reasons:
+        print("\n  %-12s %-40s %6s" % ("not sent", "reason / SMTP code", "count"))
+        print("  " + "-" * 60)
+        for st, why, n in reasons:
+            print("  %-12s %-40s %6s" % (st, why[:40], n))
     print("\n  latency accepted -> sent over %s emails: p50 %s ms, p95 %s ms" % tuple(lat))
     mails = sum(len(os.listdir(os.path.join(os.environ["CRM_MAILDIR"], d)))
                 for d in ("new", "cur") if os.path.isdir(os.path.join(os.environ["CRM_MAILDIR"], d)))

@@ -50,7 +50,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 class SandboxHandler:
     """aiosmtpd handler: scripted RCPT refusals and Maildir delivery."""
 
-    def __init__(self, maildir_path, fail_prefix, slow_prefix):
+    def __init__(self, maildir_path, fail_prefix, slow_prefix, sink=False):
         # mailbox.Maildir(create=True) makes tmp/, new/ and cur/ only when it
         # creates the top directory itself; callers (crmctl dev up) may have
         # made an empty one already.
@@ -58,6 +58,8 @@ class SandboxHandler:
             os.makedirs(os.path.join(maildir_path, sub), exist_ok=True)
         self.maildir = mailbox.Maildir(maildir_path, create=False)
         self.lock = threading.Lock()
+        self.sink = sink
+        self.received = 0
         self.fail_re = None
         self.slow_re = None
         if fail_prefix:
@@ -102,7 +104,9 @@ class SandboxHandler:
         if delay > 0:
             await asyncio.sleep(delay)
         with self.lock:
-            self.maildir.add(head + content)
+            self.received += 1
+            if not self.sink:
+                self.maildir.add(head + content)
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
 
@@ -140,6 +144,8 @@ def parse_args(argv):
     p.add_argument("--fail-rcpt-prefix", default="", help='e.g. "fail": fail550-x@... gets 550, fail451@... gets 451')
     p.add_argument("--slow-rcpt-prefix", default="", help='e.g. "slow": slow3000-x@... waits 3 s before the DATA reply')
     p.add_argument("--data-size-limit", type=int, default=33554432)
+    p.add_argument("--sink", action="store_true",
+                   help="accept and count messages without storing them (benchmarks: measures the client, not the disk)")
     args = p.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
@@ -155,7 +161,7 @@ def parse_args(argv):
 def main(argv):
     args = parse_args(argv)
     logging.getLogger("mail.log").addFilter(QuietDeprecation())
-    handler = SandboxHandler(args.maildir, args.fail_rcpt_prefix, args.slow_rcpt_prefix)
+    handler = SandboxHandler(args.maildir, args.fail_rcpt_prefix, args.slow_rcpt_prefix, args.sink)
     smtp_kwargs = {"data_size_limit": args.data_size_limit}
     if args.tls_cert:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -183,6 +189,7 @@ def main(argv):
             pass
     finally:
         controller.stop()
+        print(f"smtp-sandbox stopped after receiving {handler.received} messages", flush=True)
     return 0
 
 
