@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   librdkafka-dev libpq-dev libcurl4-openssl-dev libjson-c-dev libssl-dev
-  libmicrohttpd-dev libicu-dev libcriterion-dev
+  libmicrohttpd-dev libicu-dev libcriterion-dev libphonenumber-dev
   postgresql postgresql-client
   python3 python3-aiosmtpd openssl curl
 )

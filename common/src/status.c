@@ -89,6 +89,20 @@ int cmn_status_event_finalize(cmn_status_event_t *ev)
     return rc;
 }
 
+/* Adds "details" parsed from text. Only an object is accepted: the member
+ * is a bag of named facts, and a scalar or array there would be a producer
+ * bug that consumers should never have to cope with. */
+static int put_details(json_object *o, const char *text)
+{
+    enum json_tokener_error jerr = json_tokener_success;
+    json_object *details = json_tokener_parse_verbose(text, &jerr);
+    if (details == NULL || !json_object_is_type(details, json_type_object)) {
+        json_object_put(details);
+        return CMN_ERR_INVALID;
+    }
+    return env_put_obj(o, "details", details, 0);
+}
+
 int cmn_status_event_to_json(const cmn_status_event_t *ev, cmn_buf_t *out)
 {
     if (ev == NULL || out == NULL || !status_ok(ev->status))
@@ -115,6 +129,8 @@ int cmn_status_event_to_json(const cmn_status_event_t *ev, cmn_buf_t *out)
     rc = env_put_str(o, "error_code", ev->error_code, rc);
     rc = env_put_str(o, "error_message", ev->error_message, rc);
     rc = env_put_str(o, "reason", ev->reason, rc);
+    if (rc == 0 && ev->details_json != NULL)
+        rc = put_details(o, ev->details_json);
     rc = env_put_time(o, "occurred_at", ev->occurred_at_ms, rc);
     if (rc == 0)
         rc = env_append(o, out);
@@ -235,6 +251,15 @@ int cmn_status_event_from_json(json_object *obj, cmn_status_event_t *ev, char *e
         rc = opt_string(obj, "reason", &ev->reason, errstr, errlen);
     if (rc != 0)
         return rc;
+
+    if (json_object_object_get_ex(obj, "details", &val) && val != NULL) {
+        if (!json_object_is_type(val, json_type_object))
+            return fail(errstr, errlen, "details", "must be an object");
+        /* The string is cached inside val, so it lives as long as obj. */
+        ev->details_json = json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (ev->details_json == NULL)
+            return CMN_ERR_NOMEM;
+    }
 
     rc = opt_string(obj, "occurred_at", &s, errstr, errlen);
     if (rc != 0)

@@ -254,18 +254,18 @@ const char *email_smtp_transfer_reply(const email_smtp_transfer_t *t, long code)
     return t->lines[(t->nlines - 1) % REPLY_RING];
 }
 
-worker_class_t email_smtp_classify(CURLcode code, long smtp_code)
+cmn_worker_class_t email_smtp_classify(CURLcode code, long smtp_code)
 {
     if (smtp_code >= 500 && smtp_code <= 599)
-        return WORKER_PERMANENT;
+        return CMN_WORKER_PERMANENT;
     if (smtp_code >= 400 && smtp_code <= 499)
-        return WORKER_RETRYABLE;
+        return CMN_WORKER_RETRYABLE;
     if (code == CURLE_OK)
-        return WORKER_SENT;
+        return CMN_WORKER_SENT;
     /* Connection refused, DNS, timeouts, TLS handshake or verification,
      * dropped connections: all can clear up, and the retry tiers bound how
      * long we keep trying. */
-    return WORKER_RETRYABLE;
+    return CMN_WORKER_RETRYABLE;
 }
 
 /* A short stable code for a transport failure without an SMTP reply code. */
@@ -292,25 +292,25 @@ static const char *transport_code(CURLcode code)
     }
 }
 
-void email_smtp_transfer_result(email_smtp_transfer_t *t, CURLcode code, worker_result_t *res)
+void email_smtp_transfer_result(email_smtp_transfer_t *t, CURLcode code, cmn_worker_result_t *res)
 {
     long smtp_code = 0;
     if (t->easy != NULL)
         curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &smtp_code);
-    worker_class_t cls = email_smtp_classify(code, smtp_code);
+    cmn_worker_class_t cls = email_smtp_classify(code, smtp_code);
     const char *reply = email_smtp_transfer_reply(t, smtp_code);
-    const char *prefix = cls == WORKER_RETRYABLE ? "retryable: " : "";
+    const char *prefix = cls == CMN_WORKER_RETRYABLE ? "retryable: " : "";
     res->cls = cls;
-    if (cls == WORKER_SENT) {
-        snprintf(res->reason, sizeof res->reason, "smtp_reply: %s", reply);
+    if (cls == CMN_WORKER_SENT) {
+        snprintf(res->detail, sizeof res->detail, "smtp_reply: %s", reply);
         return;
     }
     if (smtp_code >= 400 && smtp_code <= 599) {
         char num[16];
         snprintf(num, sizeof num, "%ld", smtp_code);
-        worker_result_fail(res, cls, num, "%s%s", prefix, reply[0] != '\0' ? reply : curl_easy_strerror(code));
+        cmn_worker_result_fail(res, cls, num, "%s%s", prefix, reply[0] != '\0' ? reply : curl_easy_strerror(code));
         return;
     }
-    worker_result_fail(res, cls, transport_code(code), "%s%s%s%s", prefix, curl_easy_strerror(code),
+    cmn_worker_result_fail(res, cls, transport_code(code), "%s%s%s%s", prefix, curl_easy_strerror(code),
                        t->errbuf[0] != '\0' ? ": " : "", t->errbuf);
 }

@@ -20,7 +20,7 @@
 #include <curl/curl.h>
 #include <stddef.h>
 
-#include "worker_core.h"
+#include "crm/worker.h"
 
 typedef struct email_smtp_config {
     const char *host;       /* required: name or IP (IPv6 without brackets) */
@@ -54,11 +54,11 @@ email_smtp_transfer_t *email_smtp_transfer_new(const email_smtp_t *s, const char
 CURL *email_smtp_transfer_easy(email_smtp_transfer_t *t);
 
 /* Classifies the finished transfer (code is its CURLcode) into res: cls,
- * and reason "smtp_reply: <reply>" when sent, or error_code (the SMTP code,
- * or dns_error, connect_error, timeout, tls_error, auth_error,
+ * and detail "smtp_reply: <reply>" when sent (the status event's reason),
+ * or error_code (the SMTP code, or dns_error, connect_error, timeout, tls_error, auth_error,
  * transport_error) and error_message (the reply text, "retryable: " first
  * when a later attempt may succeed). Leaves provider_message_id alone. */
-void email_smtp_transfer_result(email_smtp_transfer_t *t, CURLcode code, worker_result_t *res);
+void email_smtp_transfer_result(email_smtp_transfer_t *t, CURLcode code, cmn_worker_result_t *res);
 
 /* The last reply line whose code is `code` (or the last line at all when
  * none matches) as captured so far; "" when none. Borrowed. */
@@ -70,6 +70,6 @@ void email_smtp_transfer_free(email_smtp_transfer_t *t);
  * CURLE_OK sent, any other transport failure (connect, DNS, timeout, TLS,
  * broken connection) retryable. smtp_code is CURLINFO_RESPONSE_CODE (0 when
  * the server never answered). */
-worker_class_t email_smtp_classify(CURLcode code, long smtp_code);
+cmn_worker_class_t email_smtp_classify(CURLcode code, long smtp_code);
 
 #endif

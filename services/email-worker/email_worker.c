@@ -129,7 +129,7 @@ void email_channel_destroy(email_channel_t *c)
  * set of that name exists (a request's template may name a WhatsApp
  * template instead), else the message type's. */
 static int render(email_channel_t *c, const cmn_dispatch_t *d, json_object *data, email_rendered_t *out,
-                  worker_result_t *res)
+                  cmn_worker_result_t *res)
 {
     char why[256] = "";
     const char *locale = d->locale != NULL ? d->locale : d->recipient.locale;
@@ -145,16 +145,16 @@ static int render(email_channel_t *c, const cmn_dispatch_t *d, json_object *data
     case 0:
         return 0;
     case CMN_ERR_NOTFOUND:
-        worker_result_fail(res, WORKER_PERMANENT, "no_template", "%s", why);
+        cmn_worker_result_fail(res, CMN_WORKER_PERMANENT, "no_template", "%s", why);
         break;
     case CMN_ERR_TEMPLATE:
     case CMN_ERR_INVALID:
-        worker_result_fail(res, WORKER_PERMANENT, "template_error", "%s", why);
+        cmn_worker_result_fail(res, CMN_WORKER_PERMANENT, "template_error", "%s", why);
         break;
     default:
         /* A read error or memory shortage is about this process, not the
          * message: another attempt may well work. */
-        worker_result_fail(res, WORKER_RETRYABLE, "template_io", "retryable: %s", why);
+        cmn_worker_result_fail(res, CMN_WORKER_RETRYABLE, "template_io", "retryable: %s", why);
         break;
     }
     return rc;
@@ -164,7 +164,7 @@ static int render(email_channel_t *c, const cmn_dispatch_t *d, json_object *data
  * content_base64}]) into atts/blobs (both calloc'd with natts entries; the
  * caller frees every blob and both arrays). */
 static int decode_attachments(const cmn_dispatch_t *d, email_attachment_t **atts, unsigned char ***blobs,
-                              size_t *natts, worker_result_t *res)
+                              size_t *natts, cmn_worker_result_t *res)
 {
     size_t n = d->attachments != NULL ? json_object_array_length(d->attachments) : 0;
     *atts = NULL;
@@ -173,14 +173,14 @@ static int decode_attachments(const cmn_dispatch_t *d, email_attachment_t **atts
     if (n == 0)
         return 0;
     if (n > CMN_REQ_MAX_ATTACHMENTS) {
-        worker_result_fail(res, WORKER_PERMANENT, "invalid_attachment", "more than %d attachments",
+        cmn_worker_result_fail(res, CMN_WORKER_PERMANENT, "invalid_attachment", "more than %d attachments",
                            CMN_REQ_MAX_ATTACHMENTS);
         return CMN_ERR_INVALID;
     }
     *atts = calloc(n, sizeof **atts);
     *blobs = calloc(n, sizeof **blobs);
     if (*atts == NULL || *blobs == NULL) {
-        worker_result_fail(res, WORKER_RETRYABLE, "out_of_memory", "retryable: out of memory");
+        cmn_worker_result_fail(res, CMN_WORKER_RETRYABLE, "out_of_memory", "retryable: out of memory");
         return CMN_ERR_NOMEM;
     }
     *natts = n;
@@ -190,18 +190,18 @@ static int decode_attachments(const cmn_dispatch_t *d, email_attachment_t **atts
         (*atts)[i].filename = cmn_json_get_string(a, "filename");
         (*atts)[i].content_type = cmn_json_get_string(a, "content_type");
         if (b64 == NULL || (*atts)[i].filename == NULL) {
-            worker_result_fail(res, WORKER_PERMANENT, "invalid_attachment",
+            cmn_worker_result_fail(res, CMN_WORKER_PERMANENT, "invalid_attachment",
                                "attachments[%zu] needs filename and content_base64", i);
             return CMN_ERR_INVALID;
         }
         size_t len = 0;
         int rc = email_mime_base64_decode(b64, strlen(b64), CMN_REQ_MAX_ATTACHMENT_BYTES, &(*blobs)[i], &len);
         if (rc == CMN_ERR_NOMEM) {
-            worker_result_fail(res, WORKER_RETRYABLE, "out_of_memory", "retryable: out of memory");
+            cmn_worker_result_fail(res, CMN_WORKER_RETRYABLE, "out_of_memory", "retryable: out of memory");
             return rc;
         }
         if (rc != 0) {
-            worker_result_fail(res, WORKER_PERMANENT, "invalid_attachment", "attachments[%zu].content_base64 %s", i,
+            cmn_worker_result_fail(res, CMN_WORKER_PERMANENT, "invalid_attachment", "attachments[%zu].content_base64 %s", i,
                                rc == CMN_ERR_OVERFLOW ? "is too large" : "is not base64");
             return rc;
         }
@@ -211,7 +211,7 @@ static int decode_attachments(const cmn_dispatch_t *d, email_attachment_t **atts
     return 0;
 }
 
-static int email_prepare(void *impl, const cmn_dispatch_t *d, void **msg, worker_result_t *res)
+static int email_prepare(void *impl, const cmn_dispatch_t *d, void **msg, cmn_worker_result_t *res)
 {
     email_channel_t *c = impl;
     email_rendered_t r;
@@ -229,7 +229,7 @@ static int email_prepare(void *impl, const cmn_dispatch_t *d, void **msg, worker
     *msg = NULL;
     json_object *data = email_templates_data_new(d->context, &d->recipient);
     if (data == NULL) {
-        worker_result_fail(res, WORKER_RETRYABLE, "out_of_memory", "retryable: out of memory");
+        cmn_worker_result_fail(res, CMN_WORKER_RETRYABLE, "out_of_memory", "retryable: out of memory");
         rc = CMN_ERR_NOMEM;
         goto cleanup;
     }
@@ -249,7 +249,7 @@ static int email_prepare(void *impl, const cmn_dispatch_t *d, void **msg, worker
     if (rc == 0)
         rc = cmn_uuid_v4(boundary);
     if (rc != 0) {
-        worker_result_fail(res, WORKER_RETRYABLE, "internal_error", "retryable: cannot make message ids");
+        cmn_worker_result_fail(res, CMN_WORKER_RETRYABLE, "internal_error", "retryable: cannot make message ids");
         goto cleanup;
     }
     /* UUID without its hyphens: 32 hex characters for the boundary. */
@@ -274,20 +274,20 @@ static int email_prepare(void *impl, const cmn_dispatch_t *d, void **msg, worker
     };
     rc = email_mime_build(&in, &mime, msgid, &err);
     if (rc == CMN_ERR_NOMEM) {
-        worker_result_fail(res, WORKER_RETRYABLE, "out_of_memory", "retryable: out of memory");
+        cmn_worker_result_fail(res, CMN_WORKER_RETRYABLE, "out_of_memory", "retryable: out of memory");
         goto cleanup;
     }
     if (rc != 0) {
         /* Bad data in the message itself: no attempt can succeed, and the
          * message must not go out in any "cleaned" form. */
-        worker_result_fail(res, WORKER_PERMANENT, err.code != NULL ? err.code : "invalid_message", "%s",
+        cmn_worker_result_fail(res, CMN_WORKER_PERMANENT, err.code != NULL ? err.code : "invalid_message", "%s",
                            err.detail);
         goto cleanup;
     }
     size_t len = mime.len;
     email_smtp_transfer_t *tx = email_smtp_transfer_new(c->smtp, d->to, cmn_buf_steal(&mime), len);
     if (tx == NULL) {
-        worker_result_fail(res, WORKER_RETRYABLE, "out_of_memory", "retryable: out of memory");
+        cmn_worker_result_fail(res, CMN_WORKER_RETRYABLE, "out_of_memory", "retryable: out of memory");
         rc = CMN_ERR_NOMEM;
         goto cleanup;
     }
@@ -312,9 +312,9 @@ static int email_submit(void *impl, void *msg, CURL **easy)
     return *easy != NULL ? 0 : CMN_ERR_NOMEM;
 }
 
-static void email_classify(void *impl, void *msg, CURLcode code, worker_result_t *res)
+static void email_classify(void *impl, void *msg, const cmn_worker_response_t *resp, cmn_worker_result_t *res)
 {
-    email_smtp_transfer_result(msg, code, res);
+    email_smtp_transfer_result(msg, resp->code, res);
 }
 
 static void email_release(void *impl, void *msg)
@@ -322,7 +322,7 @@ static void email_release(void *impl, void *msg)
     email_smtp_transfer_free(msg);
 }
 
-void email_channel_bind(email_channel_t *c, worker_channel_t *ch)
+void email_channel_bind(email_channel_t *c, cmn_worker_channel_t *ch)
 {
     memset(ch, 0, sizeof *ch);
     ch->name = "email";

@@ -1,5 +1,5 @@
 /* email_worker.h - the email channel of the worker core: configuration,
- * and the worker_channel_t that turns a Dispatch into an SMTP transfer.
+ * and the cmn_worker_channel_t that turns a Dispatch into an SMTP transfer.
  *
  * prepare: resolve and render the templates (subject, text, HTML), decode
  *          attachments, build the MIME message with a Message-ID derived
@@ -21,7 +21,7 @@
 
 #include "crm/config.h"
 #include "crm/log.h"
-#include "worker_core.h"
+#include "crm/worker.h"
 
 /* Every setting of crm-email-worker, filled by cmn_config_load() from the
  * table returned by email_worker_config_table(). */
@@ -64,6 +64,6 @@ email_channel_t *email_channel_new(const email_worker_config_t *cfg, const cmn_l
 void email_channel_destroy(email_channel_t *c);
 
 /* Fills ch with the email vtable bound to c (c must outlive ch's use). */
-void email_channel_bind(email_channel_t *c, worker_channel_t *ch);
+void email_channel_bind(email_channel_t *c, cmn_worker_channel_t *ch);
 
 #endif

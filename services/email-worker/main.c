@@ -1,7 +1,7 @@
 /* crm-email-worker: consumes crm.send.email, renders the message type's
  * templates, sends through SMTP and reports sending/sent/failed on
  * crm.status. main() only wires configuration, logging, metrics, the HTTP
- * endpoints and the worker together; the work is in worker_core.c and the
+ * endpoints and the worker together; the work is in the common worker core (crm/worker.h) and the
  * email_*.c modules. */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -13,8 +13,8 @@
 #include "crm/log.h"
 #include "crm/metrics.h"
 #include "crm/signal.h"
+#include "crm/worker.h"
 #include "email_worker.h"
-#include "worker_core.h"
 
 #define SERVICE "crm-email-worker"
 
@@ -25,8 +25,8 @@ int main(int argc, char **argv)
     cmn_metrics_t *metrics = NULL;
     cmn_http_server_t *http = NULL;
     email_channel_t *channel = NULL;
-    worker_t *worker = NULL;
-    worker_channel_t ch;
+    cmn_worker_t *worker = NULL;
+    cmn_worker_channel_t ch;
     char errstr[1024] = "";
     int exit_code = 1;
     size_t ntable = 0;
@@ -71,7 +71,7 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     email_channel_bind(channel, &ch);
-    worker_config_t wc = {
+    cmn_worker_config_t wc = {
         .service = SERVICE,
         .brokers = cfg.kafka_brokers,
         .group_id = cfg.group_id,
@@ -81,7 +81,7 @@ int main(int argc, char **argv)
         .log = &log,
         .metrics = metrics,
     };
-    worker = worker_new(&wc, &ch, errstr, sizeof errstr);
+    worker = cmn_worker_new(&wc, &ch, errstr, sizeof errstr);
     if (worker == NULL) {
         cmn_log_error(&log, NULL, "cannot start the worker: %s", errstr);
         goto cleanup;
@@ -95,7 +95,7 @@ int main(int argc, char **argv)
         .max_body_bytes = 4096,
         .max_header_bytes = 8192,
         .timeout_seconds = 10,
-        .ready = worker_is_ready,
+        .ready = cmn_worker_is_ready,
         .ctx = worker,
         .metrics = metrics,
         .log = &log,
@@ -106,11 +106,11 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     cmn_log_info(&log, NULL, "started: smtp %s, http port %d", cfg.smtp_host, cmn_http_server_port(http));
-    exit_code = worker_run(worker) == 0 ? 0 : 1;
+    exit_code = cmn_worker_run(worker) == 0 ? 0 : 1;
 cleanup:
     /* HTTP first: /readyz must not look at a worker being torn down. */
     cmn_http_server_destroy(http);
-    worker_destroy(worker);
+    cmn_worker_destroy(worker);
     email_channel_destroy(channel);
     cmn_metrics_destroy(metrics);
     if (curl_ready)

@@ -6,31 +6,31 @@
 #include <string.h>
 
 #include "email_smtp.h"
-#include "worker_core.h"
+#include "crm/worker.h"
 
 Test(email_classify, smtp_codes)
 {
     struct {
         CURLcode code;
         long smtp;
-        worker_class_t want;
+        cmn_worker_class_t want;
     } cases[] = {
-        {CURLE_OK, 250, WORKER_SENT},
-        {CURLE_OK, 0, WORKER_SENT},
+        {CURLE_OK, 250, CMN_WORKER_SENT},
+        {CURLE_OK, 0, CMN_WORKER_SENT},
         /* 5xx: permanent whatever libcurl reports alongside. */
-        {CURLE_SEND_ERROR, 550, WORKER_PERMANENT}, /* RCPT refused */
-        {CURLE_SEND_ERROR, 553, WORKER_PERMANENT},
-        {CURLE_WEIRD_SERVER_REPLY, 554, WORKER_PERMANENT},
-        {CURLE_LOGIN_DENIED, 535, WORKER_PERMANENT},
-        {CURLE_SEND_ERROR, 530, WORKER_PERMANENT},
-        {CURLE_SEND_ERROR, 599, WORKER_PERMANENT},
+        {CURLE_SEND_ERROR, 550, CMN_WORKER_PERMANENT}, /* RCPT refused */
+        {CURLE_SEND_ERROR, 553, CMN_WORKER_PERMANENT},
+        {CURLE_WEIRD_SERVER_REPLY, 554, CMN_WORKER_PERMANENT},
+        {CURLE_LOGIN_DENIED, 535, CMN_WORKER_PERMANENT},
+        {CURLE_SEND_ERROR, 530, CMN_WORKER_PERMANENT},
+        {CURLE_SEND_ERROR, 599, CMN_WORKER_PERMANENT},
         /* 4xx: the server asks to come back later. */
-        {CURLE_SEND_ERROR, 451, WORKER_RETRYABLE},
-        {CURLE_SEND_ERROR, 452, WORKER_RETRYABLE},
-        {CURLE_WEIRD_SERVER_REPLY, 421, WORKER_RETRYABLE},
-        {CURLE_LOGIN_DENIED, 454, WORKER_RETRYABLE},
-        {CURLE_SEND_ERROR, 400, WORKER_RETRYABLE},
-        {CURLE_SEND_ERROR, 499, WORKER_RETRYABLE},
+        {CURLE_SEND_ERROR, 451, CMN_WORKER_RETRYABLE},
+        {CURLE_SEND_ERROR, 452, CMN_WORKER_RETRYABLE},
+        {CURLE_WEIRD_SERVER_REPLY, 421, CMN_WORKER_RETRYABLE},
+        {CURLE_LOGIN_DENIED, 454, CMN_WORKER_RETRYABLE},
+        {CURLE_SEND_ERROR, 400, CMN_WORKER_RETRYABLE},
+        {CURLE_SEND_ERROR, 499, CMN_WORKER_RETRYABLE},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         cr_assert_eq(email_smtp_classify(cases[i].code, cases[i].smtp), cases[i].want, "case %zu (%d, %ld)", i,
@@ -44,26 +44,26 @@ Test(email_classify, transport_failures_are_retryable)
                         CURLE_RECV_ERROR,          CURLE_SEND_ERROR,           CURLE_GOT_NOTHING,
                         CURLE_SSL_CACERT_BADFILE};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
-        cr_assert_eq(email_smtp_classify(codes[i], 0), WORKER_RETRYABLE, "%s", curl_easy_strerror(codes[i]));
+        cr_assert_eq(email_smtp_classify(codes[i], 0), CMN_WORKER_RETRYABLE, "%s", curl_easy_strerror(codes[i]));
         /* A 2xx/3xx seen before the failure (greeting, STARTTLS 220) does not make it sent. */
-        cr_assert_eq(email_smtp_classify(codes[i], 220), WORKER_RETRYABLE);
-        cr_assert_eq(email_smtp_classify(codes[i], 354), WORKER_RETRYABLE);
+        cr_assert_eq(email_smtp_classify(codes[i], 220), CMN_WORKER_RETRYABLE);
+        cr_assert_eq(email_smtp_classify(codes[i], 354), CMN_WORKER_RETRYABLE);
     }
 }
 
 Test(email_classify, class_names)
 {
-    cr_assert_str_eq(worker_class_name(WORKER_SENT), "sent");
-    cr_assert_str_eq(worker_class_name(WORKER_RETRYABLE), "retryable");
-    cr_assert_str_eq(worker_class_name(WORKER_PERMANENT), "permanent");
+    cr_assert_str_eq(cmn_worker_class_name(CMN_WORKER_SENT), "sent");
+    cr_assert_str_eq(cmn_worker_class_name(CMN_WORKER_RETRYABLE), "retryable");
+    cr_assert_str_eq(cmn_worker_class_name(CMN_WORKER_PERMANENT), "permanent");
 }
 
 Test(email_classify, result_fail_fills_fields)
 {
-    worker_result_t r;
+    cmn_worker_result_t r;
     memset(&r, 0, sizeof r);
-    worker_result_fail(&r, WORKER_PERMANENT, "550", "%s", "5.1.1 Mailbox unavailable");
-    cr_assert_eq(r.cls, WORKER_PERMANENT);
+    cmn_worker_result_fail(&r, CMN_WORKER_PERMANENT, "550", "%s", "5.1.1 Mailbox unavailable");
+    cr_assert_eq(r.cls, CMN_WORKER_PERMANENT);
     cr_assert_str_eq(r.error_code, "550");
     cr_assert_str_eq(r.error_message, "5.1.1 Mailbox unavailable");
 }
@@ -153,11 +153,11 @@ Test(email_classify, transfer_before_any_reply)
     cr_assert_str_eq(email_smtp_transfer_reply(t, 250), "");
     cr_assert_not_null(email_smtp_transfer_easy(t));
     cr_assert_eq(email_smtp_transfer_easy(t), email_smtp_transfer_easy(t), "one easy handle per transfer");
-    worker_result_t r;
+    cmn_worker_result_t r;
     memset(&r, 0, sizeof r);
     /* A connection that never happened: retryable, with a transport code. */
     email_smtp_transfer_result(t, CURLE_COULDNT_CONNECT, &r);
-    cr_assert_eq(r.cls, WORKER_RETRYABLE);
+    cr_assert_eq(r.cls, CMN_WORKER_RETRYABLE);
     cr_assert_str_eq(r.error_code, "connect_error");
     cr_assert(strncmp(r.error_message, "retryable: ", 11) == 0, "%s", r.error_message);
     memset(&r, 0, sizeof r);

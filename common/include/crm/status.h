@@ -4,7 +4,12 @@
  * {"v":1,"event_id":"uuid","communication_id":"uuid","request_id":"...","tenant_id":"...",
  *  "client_id":"...","message_type":"...","channel":"email","status":"sent","attempt":1,"hop":0,
  *  "provider":"smtp","provider_message_id":"...","error_code":"550","error_message":"...",
- *  "reason":"no_address","occurred_at":"RFC3339"}
+ *  "reason":"no_address","details":{"segments":2},"occurred_at":"RFC3339"}
+ *
+ * "details" is an optional JSON object of channel-specific facts (an SMS's
+ * segment count and encoding, a provider's Retry-After); consumers that do
+ * not know a member ignore it. It is not part of event_id: it describes the
+ * event, it does not distinguish two events.
  *
  * event_id is UUIDv5(CMN_UUID_NS_EVENT, communication_id|status|channel|hop|attempt|discriminator),
  * so an event re-emitted after a crash has the same id and is stored once. */
@@ -58,6 +63,10 @@ typedef struct cmn_status_event {
     int attempt, hop;
     const char *provider, *provider_message_id, *error_code, *error_message, *reason; /* borrowed, may be NULL */
     const char *discriminator;     /* extra input to event_id (e.g. provider event id), may be NULL */
+    /* Borrowed, may be NULL: the text of a JSON object written as "details".
+     * to_json refuses anything but an object (CMN_ERR_INVALID); from_json
+     * points it at the compact text of the parsed member, owned by obj. */
+    const char *details_json;
     int64_t occurred_at_ms;
 } cmn_status_event_t;
 
