@@ -10,6 +10,7 @@ packages=(
   libmicrohttpd-dev libicu-dev libcriterion-dev libphonenumber-dev
   postgresql postgresql-client
   python3 python3-aiosmtpd openssl curl
+  nodejs npm
 )
 # The real-broker suite needs a JDK and Maven to fetch Apache Kafka.
 if [ "${CRM_WITH_KAFKA_DEPS:-0}" = 1 ]; then
@@ -22,18 +23,19 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
-# A JDK or Maven installed outside Debian's packages is fine too.
-if [ "${CRM_WITH_KAFKA_DEPS:-0}" = 1 ]; then
-  filtered=()
-  for p in "${missing[@]}"; do
-    case "$p" in
-      default-jdk-headless) command -v java >/dev/null 2>&1 || filtered+=("$p") ;;
-      maven) command -v mvn >/dev/null 2>&1 || filtered+=("$p") ;;
-      *) filtered+=("$p") ;;
-    esac
-  done
-  missing=("${filtered[@]+"${filtered[@]}"}")
-fi
+# A JDK, Maven or Node.js installed outside Debian's packages is fine too
+# (npm installs Stoplight Prism for the Twilio spec test).
+filtered=()
+for p in "${missing[@]+"${missing[@]}"}"; do
+  case "$p" in
+    default-jdk-headless) command -v java >/dev/null 2>&1 || filtered+=("$p") ;;
+    maven) command -v mvn >/dev/null 2>&1 || filtered+=("$p") ;;
+    nodejs) command -v node >/dev/null 2>&1 || filtered+=("$p") ;;
+    npm) command -v npm >/dev/null 2>&1 || filtered+=("$p") ;;
+    *) filtered+=("$p") ;;
+  esac
+done
+missing=("${filtered[@]+"${filtered[@]}"}")
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

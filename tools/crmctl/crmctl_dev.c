@@ -56,7 +56,11 @@ typedef struct dev_ctx {
     char bin_dir[DEV_DIR_MAX];    /* the build tree crmctl runs from */
     char dir[DEV_DIR_MAX];        /* state directory */
     int port_base;
-    int ingest_port, router_port, email_port, projector_port, pg_port, smtp_port;
+    int ingest_port, router_port, email_port, projector_port, sms_port, whatsapp_port;
+    int pg_port, smtp_port, twilio_port, meta_port;
+    char twilio_sid[35];         /* AC + 32 hex, made up for the sandbox */
+    char twilio_token[33];
+    char meta_token[33];
     char brokers[1024];
     char database_url[1024];
     char smtp_password[33];
@@ -424,6 +428,30 @@ static int smtp_start(dev_ctx_t *d)
     return rc;
 }
 
+/* The Twilio sandbox: checks every Messages API request against Twilio's
+ * official OpenAPI spec (vendored under tools/sandbox-twilio/oracles) and
+ * answers like the API, with scripted failures keyed by the recipient. */
+static int twilio_sandbox_start(dev_ctx_t *d)
+{
+    char bin[DEV_DIR_MAX + 64], spec[DEV_DIR_MAX + 96], port[16];
+    snprintf(bin, sizeof(bin), "%s/tools/sandbox-twilio/crm-sandbox-twilio", d->bin_dir);
+    snprintf(spec, sizeof(spec), "%s/tools/sandbox-twilio/oracles/twilio_api_v2010.json", d->source_dir);
+    snprintf(port, sizeof(port), "%d", d->twilio_port);
+    char hex[33];
+    if (random_hex(hex, 16) != 0 || random_hex(d->twilio_token, 16) != 0)
+        return CMN_ERR_IO;
+    snprintf(d->twilio_sid, sizeof(d->twilio_sid), "AC%s", hex);
+    char token_env[64];
+    snprintf(token_env, sizeof(token_env), "TWILIO_SANDBOX_AUTH_TOKEN=%s", d->twilio_token);
+    char *env[] = {token_env, NULL};
+    char *argv[] = {bin, "--host", "127.0.0.1", "--port", port, "--account-sid", d->twilio_sid, "--spec", spec,
+                    "--callbacks", NULL};
+    int rc = spawn_daemon(d, "sandbox-twilio", argv, env);
+    if (rc != 0)
+        return rc;
+    return wait_ready(d, &d->procs[d->nprocs - 1], d->twilio_port, 30000);
+}
+
 static int run_crmctl(const dev_ctx_t *d, const char *log_name, char *const args[])
 {
     char crmctl[PATH_MAX + 32], log_path[PATH_MAX];
@@ -487,6 +515,8 @@ static int write_env(const dev_ctx_t *d)
     fprintf(f, "CRM_ROUTER_URL='http://127.0.0.1:%d'\n", d->router_port);
     fprintf(f, "CRM_EMAIL_WORKER_URL='http://127.0.0.1:%d'\n", d->email_port);
     fprintf(f, "CRM_PROJECTOR_URL='http://127.0.0.1:%d'\n", d->projector_port);
+    fprintf(f, "CRM_SMS_WORKER_URL='http://127.0.0.1:%d'\n", d->sms_port);
+    fprintf(f, "CRM_TWILIO_SANDBOX_URL='http://127.0.0.1:%d'\n", d->twilio_port);
     fprintf(f, "CRM_EXTERNAL_KAFKA='%d'\n", d->external_kafka);
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         return CMN_ERR_IO;
@@ -553,8 +583,12 @@ static int dev_init(dev_ctx_t *d)
     d->router_port = d->port_base + 1;
     d->email_port = d->port_base + 2;
     d->projector_port = d->port_base + 3;
+    d->sms_port = d->port_base + 4;
+    d->whatsapp_port = d->port_base + 5;
     d->pg_port = d->port_base + 10;
     d->smtp_port = d->port_base + 11;
+    d->twilio_port = d->port_base + 12;
+    d->meta_port = d->port_base + 13;
     return 0;
 }
 
@@ -634,16 +668,32 @@ static int dev_up(dev_ctx_t *d)
     char *email_env[] = {"SMTP_HOST=127.0.0.1", smtp_port, "SMTP_USERNAME=crm", smtp_pass,
                          "SMTP_FROM_EMAIL=notifications@crm.example", "SMTP_FROM_NAME=Acme CRM",
                          "SMTP_USE_TLS=true", ca_env, NULL};
-    char *router_env[] = {"ROUTER_ENABLED_CHANNELS=email", NULL};
+    if (twilio_sandbox_start(d) != 0) {
+        rc = 1;
+        goto out;
+    }
+    printf("  twilio      http://127.0.0.1:%d (sandbox checking requests against Twilio's OpenAPI spec)\n",
+           d->twilio_port);
+    fflush(stdout);
+    char twilio_url[64], twilio_sid[64], twilio_token[64];
+    snprintf(twilio_url, sizeof(twilio_url), "TWILIO_API_URL=http://127.0.0.1:%d", d->twilio_port);
+    snprintf(twilio_sid, sizeof(twilio_sid), "TWILIO_ACCOUNT_SID=%s", d->twilio_sid);
+    snprintf(twilio_token, sizeof(twilio_token), "TWILIO_AUTH_TOKEN=%s", d->twilio_token);
+    /* The sandbox has no carrier limits; a long code's 1 msg/s would make
+     * the demo wait minutes, so development raises it (production keeps 1). */
+    char *sms_env[] = {twilio_url, twilio_sid, twilio_token, "TWILIO_PHONE_NUMBER=+14155550100",
+                       "SMS_RATE_PER_SECOND=50", "SMS_RATE_BURST=10", NULL};
+    char *router_env[] = {"ROUTER_ENABLED_CHANNELS=email,sms", NULL};
     if (service_start(d, "projector", "projector", d->projector_port, NULL) != 0 ||
         service_start(d, "router", "router", d->router_port, router_env) != 0 ||
         service_start(d, "email-worker", "email-worker", d->email_port, email_env) != 0 ||
+        service_start(d, "sms-worker", "sms-worker", d->sms_port, sms_env) != 0 ||
         service_start(d, "ingest", "ingest", d->ingest_port, NULL) != 0) {
         rc = 1;
         goto out;
     }
-    printf("  services    ingest :%d, router :%d, email-worker :%d, projector :%d\n", d->ingest_port,
-           d->router_port, d->email_port, d->projector_port);
+    printf("  services    ingest :%d, router :%d, email-worker :%d, sms-worker :%d, projector :%d\n",
+           d->ingest_port, d->router_port, d->email_port, d->sms_port, d->projector_port);
     if (write_env(d) != 0) {
         fprintf(stderr, "crmctl dev: cannot write %s/env\n", d->dir);
         rc = 1;
