@@ -14,8 +14,13 @@ status=0
 
 run_ctest() {
   local dir="$1" label="$2"
+  # Integration tests spend most of their time waiting on brokers, servers
+  # and timers, so two run side by side; each has its own ports, data
+  # directories and Kafka cluster.
+  local parallel=1
+  [ "$label" = integration ] && parallel="${CRM_TEST_PARALLEL:-2}"
   echo "== ctest $label in $dir"
-  if ! ctest --test-dir "$dir" -L "$label" --output-on-failure --timeout 900; then
+  if ! ctest --test-dir "$dir" -L "$label" -j "$parallel" --output-on-failure --timeout 900; then
     status=1
   fi
 }
