@@ -1,11 +1,12 @@
-/* envelope_json.h - private helpers shared by request.c, dispatch.c and status.c.
+/* envelope_json.h - private helpers shared by the envelope modules:
+ * request.c, dispatch.c, status.c and preferences.c.
  *
- * The three envelope modules build their wire form as a json-c tree and
+ * The envelope modules build their wire form as a json-c tree and
  * serialise it once, so escaping is json-c's job and never hand-written. The
  * helpers thread an error code through a chain of calls ("rc = put(..., rc)")
  * so that a long list of fields stays readable while still stopping at the
  * first allocation failure. Not a public header: it is not installed and only
- * these three files include it. */
+ * the envelope modules include it. */
 #ifndef CRM_ENVELOPE_JSON_H
 #define CRM_ENVELOPE_JSON_H
 
