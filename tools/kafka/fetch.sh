@@ -18,7 +18,9 @@ if [ $# -ne 1 ]; then
     echo "usage: $0 DEST" >&2
     exit 2
 fi
-dest=$1
+# Absolute, because Maven resolves a relative outputDirectory against the
+# generated pom's folder, not the caller's working directory.
+dest=$(realpath -m "$1")
 versions=(3.9.1 3.9.0)
 slf4j_version=1.7.36
 
