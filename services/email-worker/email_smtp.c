@@ -254,6 +254,11 @@ const char *email_smtp_transfer_reply(const email_smtp_transfer_t *t, long code)
     return t->lines[(t->nlines - 1) % REPLY_RING];
 }
 
+const char *email_smtp_transfer_error(const email_smtp_transfer_t *t)
+{
+    return t != NULL ? t->errbuf : "";
+}
+
 cmn_worker_class_t email_smtp_classify(CURLcode code, long smtp_code)
 {
     if (smtp_code >= 500 && smtp_code <= 599)

@@ -64,6 +64,11 @@ void email_smtp_transfer_result(email_smtp_transfer_t *t, CURLcode code, cmn_wor
  * none matches) as captured so far; "" when none. Borrowed. */
 const char *email_smtp_transfer_reply(const email_smtp_transfer_t *t, long code);
 
+/* libcurl's own description of the failure (CURLOPT_ERRORBUFFER), e.g.
+ * "RCPT failed: 550" or "SSL certificate problem: ...", which says at which
+ * step a transfer stopped; "" when there is none. Borrowed. */
+const char *email_smtp_transfer_error(const email_smtp_transfer_t *t);
+
 void email_smtp_transfer_free(email_smtp_transfer_t *t);
 
 /* The classification rule, pure: 5xx permanent; 4xx retryable; otherwise

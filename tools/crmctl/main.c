@@ -17,6 +17,10 @@ static const crmctl_command_t commands[] = {
     {"dev", crmctl_dev_main, "dev up | down | status   the embedded development fleet under var/dev"},
     {"embedded-kafka", crmctl_kafka_main, "embedded-kafka [--brokers N] [--bootstrap-file F]   run librdkafka's mock cluster"},
     {"topics", crmctl_topics_main, "topics create | list   manage the engine's topics on KAFKA_BROKERS"},
+    {"conversations", crmctl_conversations_main, "conversations set --tenant T --phone +E164 --last-inbound RFC3339|now   open/close a WhatsApp window"},
+    {"test-email", crmctl_test_email_main, "test-email --to ADDR [--subject S] [--text T]   send one email through the SMTP_* settings"},
+    {"test-sms", crmctl_test_sms_main, "test-sms --to +E164 [--body TEXT]   send one SMS through the TWILIO_* settings"},
+    {"test-whatsapp", crmctl_test_whatsapp_main, "test-whatsapp --to +E164 [--text T | --template NAME --language CODE]   send one WhatsApp message"},
 };
 
 static void usage(FILE *out)

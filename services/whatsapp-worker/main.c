@@ -1,0 +1,124 @@
+/* crm-whatsapp-worker: consumes crm.send.whatsapp, checks the recipient's
+ * 24-hour window, sends free text or the approved template through Meta's
+ * Cloud API or Twilio, and reports sending/sent/failed on crm.status.
+ * main() only wires configuration, logging, metrics, the HTTP endpoints and
+ * the worker together; the work is in the wa_*.c modules and crm/worker.h. */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "crm/config.h"
+#include "crm/err.h"
+#include "crm/http.h"
+#include "crm/log.h"
+#include "crm/metrics.h"
+#include "crm/signal.h"
+#include "crm/worker.h"
+#include "wa_worker.h"
+
+#define SERVICE "crm-whatsapp-worker"
+
+int main(int argc, char **argv)
+{
+    wa_worker_config_t cfg;
+    cmn_log_t log;
+    cmn_metrics_t *metrics = NULL;
+    cmn_http_server_t *http = NULL;
+    wa_channel_t *channel = NULL;
+    cmn_worker_t *worker = NULL;
+    cmn_worker_channel_t ch;
+    char errstr[1024] = "";
+    int exit_code = 1;
+    size_t ntable = 0;
+    const cmn_cfg_entry_t *table = wa_worker_config_table(&ntable);
+    int curl_ready = 0;
+
+    memset(&cfg, 0, sizeof cfg);
+    int rc = cmn_config_main(SERVICE, argc, argv, table, ntable, &cfg);
+    if (rc == 1)
+        return 0;
+    if (rc != 0)
+        return 2;
+    if (wa_worker_config_check(&cfg, errstr, sizeof errstr) != 0) {
+        fprintf(stderr, SERVICE ": config error: %s\n", errstr);
+        exit_code = 2;
+        goto cleanup;
+    }
+    if (cmn_log_init(&log, SERVICE, cfg.log_level) != 0) {
+        fprintf(stderr, SERVICE ": config error: LOG_LEVEL: must be debug, info, warn or error\n");
+        exit_code = 2;
+        goto cleanup;
+    }
+    if (cmn_signal_install() != 0) {
+        cmn_log_error(&log, NULL, "cannot install signal handlers");
+        goto cleanup;
+    }
+    /* Before any thread exists: curl_global_init is not thread-safe. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        cmn_log_error(&log, NULL, "curl_global_init failed");
+        goto cleanup;
+    }
+    curl_ready = 1;
+    metrics = cmn_metrics_new();
+    if (metrics == NULL) {
+        cmn_log_error(&log, NULL, "out of memory");
+        goto cleanup;
+    }
+    channel = wa_channel_new(&cfg, &log, metrics, errstr, sizeof errstr);
+    if (channel == NULL) {
+        fprintf(stderr, SERVICE ": config error: %s\n", errstr);
+        exit_code = 2;
+        goto cleanup;
+    }
+    wa_channel_bind(channel, &ch);
+    cmn_worker_config_t wc = {
+        .service = SERVICE,
+        .brokers = cfg.kafka_brokers,
+        .group_id = cfg.group_id,
+        .batch_size = (int)cfg.batch_size,
+        .max_in_flight = (int)cfg.max_in_flight,
+        .session_timeout_ms = (int)cfg.session_timeout_ms,
+        /* One sender per worker (the phone-number id or the From number):
+         * the provider's limit is per sender. */
+        .rate_per_sec = cfg.rate_per_second,
+        .rate_burst = cfg.rate_burst,
+        .log = &log,
+        .metrics = metrics,
+    };
+    worker = cmn_worker_new(&wc, &ch, errstr, sizeof errstr);
+    if (worker == NULL) {
+        cmn_log_error(&log, NULL, "cannot start the worker: %s", errstr);
+        goto cleanup;
+    }
+    cmn_http_config_t hc = {
+        .bind_address = cfg.http_bind,
+        .port = (int)cfg.http_port,
+        /* Two, so a /readyz that waits on a Kafka metadata request (up to
+         * 2 s) never holds up a /metrics scrape. */
+        .threads = 2,
+        .max_body_bytes = 4096,
+        .max_header_bytes = 8192,
+        .timeout_seconds = 10,
+        .ready = cmn_worker_is_ready,
+        .ctx = worker,
+        .metrics = metrics,
+        .log = &log,
+    };
+    http = cmn_http_server_new(&hc, errstr, sizeof errstr);
+    if (http == NULL) {
+        cmn_log_error(&log, NULL, "cannot start the HTTP server: %s", errstr);
+        goto cleanup;
+    }
+    cmn_log_info(&log, NULL, "started: provider %s, http port %d", cfg.provider, cmn_http_server_port(http));
+    exit_code = cmn_worker_run(worker) == 0 ? 0 : 1;
+cleanup:
+    /* HTTP first: /readyz must not look at a worker being torn down. */
+    cmn_http_server_destroy(http);
+    cmn_worker_destroy(worker);
+    wa_channel_destroy(channel);
+    cmn_metrics_destroy(metrics);
+    if (curl_ready)
+        curl_global_cleanup();
+    cmn_config_free(table, ntable, &cfg);
+    return exit_code;
+}
