@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 SERVICES = [("ingest", "crm-ingest"), ("router", "crm-router"), ("email-worker", "crm-email-worker"),
+            ("sms-worker", "crm-sms-worker"), ("whatsapp-worker", "crm-whatsapp-worker"),
             ("projector", "crm-projector")]
 
 

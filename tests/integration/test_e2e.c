@@ -28,6 +28,8 @@ typedef struct e2e_env {
     char database_url[512];
     char maildir[600];
     char router_url[256];
+    char twilio_url[256];
+    char meta_url[256];
     char port_base[16];
 } e2e_env_t;
 
@@ -79,7 +81,9 @@ static int load_env(e2e_env_t *e)
         read_env_value(path, "KAFKA_BROKERS", e->brokers, sizeof(e->brokers)) != 0 ||
         read_env_value(path, "DATABASE_URL", e->database_url, sizeof(e->database_url)) != 0 ||
         read_env_value(path, "CRM_MAILDIR", e->maildir, sizeof(e->maildir)) != 0 ||
-        read_env_value(path, "CRM_ROUTER_URL", e->router_url, sizeof(e->router_url)) != 0)
+        read_env_value(path, "CRM_ROUTER_URL", e->router_url, sizeof(e->router_url)) != 0 ||
+        read_env_value(path, "CRM_TWILIO_SANDBOX_URL", e->twilio_url, sizeof(e->twilio_url)) != 0 ||
+        read_env_value(path, "CRM_META_SANDBOX_URL", e->meta_url, sizeof(e->meta_url)) != 0)
         return -1;
     const char *colon = strrchr(e->ingest_url, ':');
     snprintf(e->port_base, sizeof(e->port_base), "%s", colon ? colon + 1 : "");
@@ -209,7 +213,7 @@ static void request_json(char *out, size_t outlen, const char *request_id, const
     snprintf(out, outlen,
              "{\"request_id\":\"%s\",\"client_id\":\"%s\",\"message_type\":\"appointment_reminder\","
              "\"urgency\":\"normal\",\"recipient\":{\"name\":\"%s\",\"email\":\"%s\",\"locale\":\"%s\","
-             "\"timezone\":\"Europe/Paris\"},\"context\":{\"appointment\":{\"time\":\"2026-12-01 10:30\","
+             "\"timezone\":\"Europe/Paris\"},\"context\":{\"appointment\":{\"date\":\"2026-12-01\",\"time\":\"10:30\","
              "\"location\":\"12 rue de la Paix\",\"with\":\"Dr. Lefèvre\"},\"company\":\"Acme\"}}",
              request_id, client_id, name, email, locale);
 }
@@ -337,6 +341,79 @@ Test(e2e, malformed_kafka_record_lands_on_the_dlq)
     cr_assert_eq(post_json(&e, body, &status, answer, sizeof(answer)), 0);
     cr_assert_eq(status, 202);
     cr_expect_eq(wait_mail_count(&e, addr, 1, 60000), 1, "the router still routes after the bad record");
+}
+
+/* Waits for the communication's row to reach `sent` and returns its provider message id. */
+static int wait_sent(const e2e_env_t *e, const char *cid, const char *channel, char *provider_id, size_t len)
+{
+    char sql[512], got[256];
+    snprintf(sql, sizeof(sql),
+             "select status || '|' || coalesce(channel, '') from communications where communication_id = '%s'", cid);
+    char want[64];
+    snprintf(want, sizeof(want), "sent|%s", channel);
+    if (wait_sql_value(e, sql, want, 60000, got, sizeof(got)) != 0) {
+        fprintf(stderr, "communication %s is '%s', not '%s'\n", cid, got, want);
+        return -1;
+    }
+    snprintf(sql, sizeof(sql), "select provider_message_id from communications where communication_id = '%s'", cid);
+    return th_pg_query_value(e->database_url, sql, provider_id, len);
+}
+
+Test(e2e, sms_request_reaches_the_twilio_sandbox_and_ends_sent)
+{
+    e2e_env_t e;
+    cr_assert_eq(load_env(&e), 0);
+    char body[2048], answer[4096], cid[64], sid[128], phone[32];
+    snprintf(phone, sizeof(phone), "+3361%07d", (int)(getpid() % 10000000));
+    snprintf(body, sizeof(body),
+             "{\"request_id\":\"e2e-sms-%d\",\"client_id\":\"client-sms\",\"message_type\":\"password_reset\","
+             "\"channels\":[\"sms\"],\"recipient\":{\"name\":\"Ana\",\"phone\":\"%s\",\"locale\":\"en\"},"
+             "\"context\":{\"reset_url\":\"https://app.example.com/r/1\",\"expires_in_minutes\":30}}",
+             (int)getpid(), phone);
+    long status = 0;
+    cr_assert_eq(post_json(&e, body, &status, answer, sizeof(answer)), 0);
+    cr_assert_eq(status, 202, "%s", answer);
+    cr_assert_eq(answer_communication_id(answer, cid, sizeof(cid)), 0);
+    cr_assert_eq(wait_sent(&e, cid, "sms", sid, sizeof(sid)), 0, "the SMS ends `sent`");
+    cr_expect(strncmp(sid, "SM", 2) == 0, "with Twilio's message sid: %s", sid);
+
+    /* The sandbox recorded the request, validated against Twilio's spec. */
+    char url[512], recorded[1 << 16];
+    snprintf(url, sizeof(url), "%s/_sandbox/requests", e.twilio_url);
+    cr_assert_eq(th_http("GET", url, NULL, NULL, &status, recorded, sizeof(recorded)), 0);
+    cr_assert_eq(status, 200);
+    cr_expect(strstr(recorded, sid) != NULL, "the sandbox answered that sid");
+    cr_expect(strstr(recorded, phone) != NULL, "to that number");
+    cr_expect(strstr(recorded, "choose a new password") != NULL, "with the rendered English body");
+}
+
+Test(e2e, whatsapp_request_reaches_the_meta_sandbox_and_ends_sent)
+{
+    e2e_env_t e;
+    cr_assert_eq(load_env(&e), 0);
+    char body[2048], answer[4096], cid[64], wamid[256], phone[32];
+    snprintf(phone, sizeof(phone), "+3362%07d", (int)(getpid() % 10000000));
+    snprintf(body, sizeof(body),
+             "{\"request_id\":\"e2e-wa-%d\",\"client_id\":\"client-wa\",\"message_type\":\"appointment_reminder\","
+             "\"channels\":[\"whatsapp\"],\"recipient\":{\"name\":\"Inès\",\"whatsapp\":\"%s\",\"locale\":\"fr\"},"
+             "\"context\":{\"appointment\":{\"date\":\"2026-12-01\",\"time\":\"10:30\"}}}",
+             (int)getpid(), phone);
+    long status = 0;
+    cr_assert_eq(post_json(&e, body, &status, answer, sizeof(answer)), 0);
+    cr_assert_eq(status, 202, "%s", answer);
+    cr_assert_eq(answer_communication_id(answer, cid, sizeof(cid)), 0);
+    cr_assert_eq(wait_sent(&e, cid, "whatsapp", wamid, sizeof(wamid)), 0, "the WhatsApp message ends `sent`");
+    cr_expect(strncmp(wamid, "wamid.", 6) == 0, "with Meta's message id: %s", wamid);
+
+    /* No conversation is open, so the approved template went out, carrying
+     * the communication id for Meta's status webhooks. */
+    char url[512], recorded[1 << 17];
+    snprintf(url, sizeof(url), "%s/_sandbox/requests", e.meta_url);
+    cr_assert_eq(th_http("GET", url, NULL, NULL, &status, recorded, sizeof(recorded)), 0);
+    cr_assert_eq(status, 200);
+    const char *mine = strstr(recorded, cid);
+    cr_assert_not_null(mine, "biz_opaque_callback_data carries the communication id");
+    cr_expect(strstr(recorded, "\"template\"") != NULL, "outside the 24 h window a template is sent");
 }
 
 /* Runs last (suites run in name order): it replaces the fleet's router. */

@@ -452,6 +452,56 @@ static int twilio_sandbox_start(dev_ctx_t *d)
     return wait_ready(d, &d->procs[d->nprocs - 1], d->twilio_port, 30000);
 }
 
+/* Reads <dir>/data.key, creating it with a random 64-hex-character key on
+ * first use, and writes "CRM_DATA_KEY=<key>" into out. */
+static int dev_data_key(const dev_ctx_t *d, char *out, size_t outlen)
+{
+    char path[DEV_DIR_MAX + 16], key[80] = "";
+    snprintf(path, sizeof(path), "%s/data.key", d->dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(key, sizeof(key), f))
+            key[0] = '\0';
+        fclose(f);
+        key[strcspn(key, "\n")] = '\0';
+    }
+    if (strlen(key) < 32) {
+        if (random_hex(key, 32) != 0)
+            return CMN_ERR_IO;
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0)
+            return CMN_ERR_IO;
+        ssize_t w = write(fd, key, strlen(key));
+        close(fd);
+        if (w != (ssize_t)strlen(key))
+            return CMN_ERR_IO;
+    }
+    snprintf(out, outlen, "CRM_DATA_KEY=%s", key);
+    return 0;
+}
+
+/* The Meta sandbox: checks every Cloud API send against Meta's official
+ * examples (vendored under tools/sandbox-meta/oracles) and answers like the
+ * Graph API, with scripted failures keyed by the recipient. */
+static int meta_sandbox_start(dev_ctx_t *d)
+{
+    char bin[DEV_DIR_MAX + 64], examples[DEV_DIR_MAX + 96], port[16];
+    snprintf(bin, sizeof(bin), "%s/tools/sandbox-meta/crm-sandbox-meta", d->bin_dir);
+    snprintf(examples, sizeof(examples), "%s/tools/sandbox-meta/oracles/cloud_api_examples.json", d->source_dir);
+    snprintf(port, sizeof(port), "%d", d->meta_port);
+    if (random_hex(d->meta_token, 16) != 0)
+        return CMN_ERR_IO;
+    char token_env[64];
+    snprintf(token_env, sizeof(token_env), "META_SANDBOX_ACCESS_TOKEN=%s", d->meta_token);
+    char *env[] = {token_env, NULL};
+    char *argv[] = {bin, "--host", "127.0.0.1", "--port", port, "--examples", examples, "--api-version", "v23.0",
+                    "--phone-number-id", "106540352242922", NULL};
+    int rc = spawn_daemon(d, "sandbox-meta", argv, env);
+    if (rc != 0)
+        return rc;
+    return wait_ready(d, &d->procs[d->nprocs - 1], d->meta_port, 30000);
+}
+
 static int run_crmctl(const dev_ctx_t *d, const char *log_name, char *const args[])
 {
     char crmctl[PATH_MAX + 32], log_path[PATH_MAX];
@@ -517,6 +567,8 @@ static int write_env(const dev_ctx_t *d)
     fprintf(f, "CRM_PROJECTOR_URL='http://127.0.0.1:%d'\n", d->projector_port);
     fprintf(f, "CRM_SMS_WORKER_URL='http://127.0.0.1:%d'\n", d->sms_port);
     fprintf(f, "CRM_TWILIO_SANDBOX_URL='http://127.0.0.1:%d'\n", d->twilio_port);
+    fprintf(f, "CRM_WHATSAPP_WORKER_URL='http://127.0.0.1:%d'\n", d->whatsapp_port);
+    fprintf(f, "CRM_META_SANDBOX_URL='http://127.0.0.1:%d'\n", d->meta_port);
     fprintf(f, "CRM_EXTERNAL_KAFKA='%d'\n", d->external_kafka);
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         return CMN_ERR_IO;
@@ -683,17 +735,37 @@ static int dev_up(dev_ctx_t *d)
      * the demo wait minutes, so development raises it (production keeps 1). */
     char *sms_env[] = {twilio_url, twilio_sid, twilio_token, "TWILIO_PHONE_NUMBER=+14155550100",
                        "SMS_RATE_PER_SECOND=50", "SMS_RATE_BURST=10", NULL};
-    char *router_env[] = {"ROUTER_ENABLED_CHANNELS=email,sms", NULL};
+    if (meta_sandbox_start(d) != 0) {
+        rc = 1;
+        goto out;
+    }
+    printf("  meta        http://127.0.0.1:%d (sandbox checking sends against Meta's official examples)\n",
+           d->meta_port);
+    fflush(stdout);
+    char meta_url[64], meta_token[64], data_key[80];
+    snprintf(meta_url, sizeof(meta_url), "WHATSAPP_API_URL=http://127.0.0.1:%d", d->meta_port);
+    snprintf(meta_token, sizeof(meta_token), "WHATSAPP_ACCESS_TOKEN=%s", d->meta_token);
+    /* A key made for this directory: it keys the phone-number hashes of the
+     * conversations table, so it must stay the same across dev up runs. */
+    if (dev_data_key(d, data_key, sizeof(data_key)) != 0) {
+        rc = 1;
+        goto out;
+    }
+    char *wa_env[] = {"WHATSAPP_PROVIDER=meta", meta_url, "WHATSAPP_API_VERSION=v23.0",
+                      "WHATSAPP_PHONE_NUMBER_ID=106540352242922", meta_token, data_key, NULL};
+    char *router_env[] = {"ROUTER_ENABLED_CHANNELS=email,sms,whatsapp", NULL};
     if (service_start(d, "projector", "projector", d->projector_port, NULL) != 0 ||
         service_start(d, "router", "router", d->router_port, router_env) != 0 ||
         service_start(d, "email-worker", "email-worker", d->email_port, email_env) != 0 ||
         service_start(d, "sms-worker", "sms-worker", d->sms_port, sms_env) != 0 ||
+        service_start(d, "whatsapp-worker", "whatsapp-worker", d->whatsapp_port, wa_env) != 0 ||
         service_start(d, "ingest", "ingest", d->ingest_port, NULL) != 0) {
         rc = 1;
         goto out;
     }
-    printf("  services    ingest :%d, router :%d, email-worker :%d, sms-worker :%d, projector :%d\n",
-           d->ingest_port, d->router_port, d->email_port, d->sms_port, d->projector_port);
+    printf("  services    ingest :%d, router :%d, email-worker :%d, sms-worker :%d, whatsapp-worker :%d,"
+           " projector :%d\n",
+           d->ingest_port, d->router_port, d->email_port, d->sms_port, d->whatsapp_port, d->projector_port);
     if (write_env(d) != 0) {
         fprintf(stderr, "crmctl dev: cannot write %s/env\n", d->dir);
         rc = 1;

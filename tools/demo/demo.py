@@ -23,13 +23,22 @@ LAST = ["García", "Müller", "Dubois", "Rossi", "Nowak", "Svensson", "Tanaka", 
 ZONES = ["Europe/Paris", "America/New_York", "Asia/Tokyo", "Europe/Berlin", "America/Sao_Paulo"]
 LOCALES = ["en", "en-GB", "fr", "fr-CA", "es", "de", "pt-BR"]  # pt-BR falls back to en
 TYPES = {
-    "appointment_reminder": lambda r: {"appointment": {"time": "2026-12-0%d 10:30" % r.randint(1, 9),
-                                                         "location": "12 rue de la Paix", "with": "Dr. Martin"}},
+    "appointment_reminder": lambda r: {"appointment": {"date": "2026-12-%02d" % r.randint(1, 28),
+                                                         "time": "%02d:%s" % (r.randint(8, 18), r.choice(["00", "30"])),
+                                                         "location": "12 rue de la Paix, Paris",
+                                                         "manage_url": "https://app.example.com/a/%x" % r.getrandbits(32)},
+                                       "company": {"name": "Acme Clinic"}},
     "payment_receipt": lambda r: {"amount": "%d.%02d EUR" % (r.randint(5, 900), r.randint(0, 99)),
-                                  "invoice": {"number": "INV-%05d" % r.randint(1, 99999)}},
-    "event_invitation": lambda r: {"event": {"name": "Winter Gala", "date": "2026-12-12", "place": "Grand Hall"}},
-    "password_reset": lambda r: {"reset_url": "https://app.example.com/reset?t=%x" % r.getrandbits(64)},
-    "welcome": lambda r: {"company": "Acme"},
+                                  "receipt": {"number": "INV-%05d" % r.randint(1, 99999)},
+                                  "receipt_url": "https://app.example.com/r/%x" % r.getrandbits(32),
+                                  "company": {"name": "Acme"}},
+    "event_invitation": lambda r: {"event": {"name": "Winter Gala", "date": "2026-12-12", "time": "19:00",
+                                             "location": "Grand Hall"},
+                                   "rsvp_url": "https://app.example.com/rsvp/%x" % r.getrandbits(32),
+                                   "company": {"name": "Acme Events"}},
+    "password_reset": lambda r: {"reset_url": "https://app.example.com/reset?t=%x" % r.getrandbits(64),
+                                 "expires_in_minutes": 30, "company": {"name": "Acme"}},
+    "welcome": lambda r: {"login_url": "https://app.example.com/login", "company": {"name": "Acme"}},
 }
 
 
@@ -58,13 +67,33 @@ def build_requests(rnd):
                      "email": "%s.%s.%d@example.com" % (first.lower().encode("ascii", "ignore").decode() or "x",
                                                          "c", i),
                      "timezone": rnd.choice(ZONES), "locale": rnd.choice(LOCALES)}
+        # Two clients in three have a French mobile number, one in two on WhatsApp too,
+        # so the message types' channel orders spread the batch over all three channels.
+        if i % 3:
+            recipient["phone"] = "+3361%07d" % i
+        if i % 2 == 0:
+            recipient["whatsapp"] = "+3361%07d" % i
+        channels = None
         if i % 37 == 5:
-            # Only a phone number while only email is enabled: the router suppresses it (no_channel).
-            del recipient["email"]
-            recipient["phone"] = "+3361234%04d" % i
+            # SMS explicitly, but no phone number: the router suppresses it (no_address).
+            recipient.pop("phone", None)
+            channels = ["sms"]
         elif i % 41 == 7:
-            # The sandbox refuses fail550-* recipients: a real permanent SMTP failure.
+            # The SMTP sandbox refuses fail550-* recipients: a real permanent SMTP failure.
             recipient["email"] = "fail550-client%d@example.com" % i
+            channels = ["email"]
+        elif i % 43 == 11:
+            # The Twilio sandbox answers 21610 (unsubscribed) for numbers ending in 21610.
+            recipient["phone"] = "+33612321610"
+            channels = ["sms"]
+        elif i % 47 == 13:
+            # The Meta sandbox answers 131047 (outside the 24 h window) for numbers ending in 131047.
+            recipient["whatsapp"] = "+33612131047"
+            channels = ["whatsapp"]
+        if channels:
+            extra = {"channels": channels}
+        else:
+            extra = {}
         reqs.append({
             "request_id": "demo-%s-%d" % (RUN, i),
             "client_id": "client-%d" % rnd.randint(1, 120),
@@ -72,6 +101,7 @@ def build_requests(rnd):
             "urgency": rnd.choice(["low", "normal", "normal", "high"]),
             "recipient": recipient,
             "context": TYPES[mtype](rnd),
+            **extra,
         })
     return reqs
 
@@ -84,7 +114,7 @@ def bar(done, total, width=40):
 def main():
     rnd = random.Random(42)
     reqs = build_requests(rnd)
-    print("\nSending %d communications (5 message types, 7 locales) in batches of 50..." % TOTAL)
+    print("\nSending %d communications (5 message types, 7 locales, email/SMS/WhatsApp) in batches of 50..." % TOTAL)
     ids = set()
     for start in range(0, len(reqs), 50):
         status, answer = post({"requests": reqs[start:start + 50]})
@@ -108,7 +138,7 @@ def main():
     for err in answer.get("errors", []):
         print("   - %-28s %s" % (err.get("field"), err.get("reason")))
 
-    print("\nWaiting for the fleet (router -> email worker -> SMTP -> projector):")
+    print("\nWaiting for the fleet (router -> email/SMS/WhatsApp workers -> sandboxes -> projector):")
     deadline = time.time() + 300
     done = 0
     like = "demo-%s-%%" % RUN
@@ -147,7 +177,7 @@ def main():
         print("  " + "-" * 60)
         for st, why, n in reasons:
             print("  %-12s %-40s %6s" % (st, why[:40], n))
-    print("\n  latency accepted -> sent over %s emails: p50 %s ms, p95 %s ms" % tuple(lat))
+    print("\n  latency accepted -> sent over %s messages: p50 %s ms, p95 %s ms" % tuple(lat))
     mails = sum(len(os.listdir(os.path.join(os.environ["CRM_MAILDIR"], d)))
                 for d in ("new", "cur") if os.path.isdir(os.path.join(os.environ["CRM_MAILDIR"], d)))
     print("  the SMTP sandbox holds %d messages in %s" % (mails, os.environ["CRM_MAILDIR"]))
