@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "crm/err.h"
+#include "crm/http.h"
 #include "crm/json.h"
 #include "crm/kafka.h"
 #include "crm/ratelimit.h"
@@ -891,4 +892,45 @@ int cmn_worker_run(cmn_worker_t *w)
     }
     cmn_log_info(w->cfg.log, NULL, "stop requested; in-flight work finished");
     return 0;
+}
+
+int cmn_worker_serve(const cmn_worker_config_t *cfg, const cmn_worker_channel_t *ch, const char *http_bind,
+                     int http_port, const char *started_msg)
+{
+    char errstr[1024] = "";
+    cmn_http_server_t *http = NULL;
+    int rc = 0;
+
+    cmn_worker_t *w = cmn_worker_new(cfg, ch, errstr, sizeof errstr);
+    if (w == NULL) {
+        cmn_log_error(cfg->log, NULL, "cannot start the worker: %s", errstr);
+        return CMN_ERR_UNAVAILABLE;
+    }
+    cmn_http_config_t hc = {
+        .bind_address = http_bind,
+        .port = http_port,
+        /* Two, so a /readyz that waits on a Kafka metadata request (up to
+         * 2 s) never holds up a /metrics scrape. */
+        .threads = 2,
+        .max_body_bytes = 4096,
+        .max_header_bytes = 8192,
+        .timeout_seconds = 10,
+        .ready = cmn_worker_is_ready,
+        .ctx = w,
+        .metrics = cfg->metrics,
+        .log = cfg->log,
+    };
+    http = cmn_http_server_new(&hc, errstr, sizeof errstr);
+    if (http == NULL) {
+        cmn_log_error(cfg->log, NULL, "cannot start the HTTP server: %s", errstr);
+        rc = CMN_ERR_HTTP;
+        goto out;
+    }
+    cmn_log_info(cfg->log, NULL, "%s%shttp port %d", started_msg ? started_msg : "started",
+                 started_msg ? ", " : ": ", cmn_http_server_port(http));
+    rc = cmn_worker_run(w);
+out:
+    cmn_http_server_destroy(http);
+    cmn_worker_destroy(w);
+    return rc;
 }

@@ -9,7 +9,6 @@
 
 #include "crm/config.h"
 #include "crm/err.h"
-#include "crm/http.h"
 #include "crm/log.h"
 #include "crm/metrics.h"
 #include "crm/signal.h"
@@ -23,9 +22,7 @@ int main(int argc, char **argv)
     sms_worker_config_t cfg;
     cmn_log_t log;
     cmn_metrics_t *metrics = NULL;
-    cmn_http_server_t *http = NULL;
     sms_channel_t *channel = NULL;
-    cmn_worker_t *worker = NULL;
     cmn_worker_channel_t ch;
     char errstr[1024] = "";
     int exit_code = 1;
@@ -83,37 +80,12 @@ int main(int argc, char **argv)
         .log = &log,
         .metrics = metrics,
     };
-    worker = cmn_worker_new(&wc, &ch, errstr, sizeof errstr);
-    if (worker == NULL) {
-        cmn_log_error(&log, NULL, "cannot start the worker: %s", errstr);
-        goto cleanup;
-    }
-    cmn_http_config_t hc = {
-        .bind_address = cfg.http_bind,
-        .port = (int)cfg.http_port,
-        /* Two, so a /readyz that waits on a Kafka metadata request (up to
-         * 2 s) never holds up a /metrics scrape. */
-        .threads = 2,
-        .max_body_bytes = 4096,
-        .max_header_bytes = 8192,
-        .timeout_seconds = 10,
-        .ready = cmn_worker_is_ready,
-        .ctx = worker,
-        .metrics = metrics,
-        .log = &log,
-    };
-    http = cmn_http_server_new(&hc, errstr, sizeof errstr);
-    if (http == NULL) {
-        cmn_log_error(&log, NULL, "cannot start the HTTP server: %s", errstr);
-        goto cleanup;
-    }
-    cmn_log_info(&log, NULL, "started: twilio %s, %g msg/s per sender (burst %ld), http port %d", cfg.twilio_api_url,
-                 cfg.rate_per_second, cfg.rate_burst, cmn_http_server_port(http));
-    exit_code = cmn_worker_run(worker) == 0 ? 0 : 1;
+    /* The start line names the provider; cmn_worker_serve appends the port. */
+    char started[512];
+    snprintf(started, sizeof started, "started: twilio %s, %g msg/s per sender (burst %ld)", cfg.twilio_api_url,
+                 cfg.rate_per_second, cfg.rate_burst);
+    exit_code = cmn_worker_serve(&wc, &ch, cfg.http_bind, (int)cfg.http_port, started) == 0 ? 0 : 1;
 cleanup:
-    /* HTTP first: /readyz must not look at a worker being torn down. */
-    cmn_http_server_destroy(http);
-    cmn_worker_destroy(worker);
     sms_channel_destroy(channel);
     cmn_metrics_destroy(metrics);
     if (curl_ready)

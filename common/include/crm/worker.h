@@ -214,4 +214,14 @@ int cmn_worker_is_ready(void *w);
  * NULL is a no-op. */
 void cmn_worker_destroy(cmn_worker_t *w);
 
+/* The whole life of a worker service after its configuration and channel
+ * exist: creates the worker, serves /metrics, /healthz and /readyz on
+ * http_bind:http_port, runs until SIGTERM, then stops the HTTP server before
+ * the worker (so /readyz never looks at a worker being torn down). started_msg
+ * (may be NULL) is logged once serving, with " http port N" appended.
+ * Everything is borrowed. Returns 0 after a clean stop, or a negative code
+ * when the worker or the server could not start or the consumer failed. */
+int cmn_worker_serve(const cmn_worker_config_t *cfg, const cmn_worker_channel_t *ch, const char *http_bind,
+                     int http_port, const char *started_msg);
+
 #endif
