@@ -183,6 +183,8 @@ int sbx_script_for(const char *to, sbx_script_t *out)
         *out = (sbx_script_t){503, 20503, "Service Unavailable", 2, 0, 0};
     } else if (strcmp(last5, "30006") == 0) {
         *out = (sbx_script_t){201, 0, NULL, 0, 0, 30006};
+    } else if (strcmp(last5, "63016") == 0) {
+        *out = (sbx_script_t){201, 0, NULL, 0, 0, 63016};
     } else if (last6[0] == '8' && last6[1] == '8') {
         *out = (sbx_script_t){201, 0, NULL, 0, atoi(last6 + 2), 0};
     } else {
@@ -715,7 +717,13 @@ static void create_message(sbx_api_t *api, const cmn_http_request_t *req, const 
     if (api->cfg.callbacks && present(&form, "StatusCallback")) {
         int64_t d = api->cfg.callback_delay_ms;
         queue_callback(api, &form, sid, "sent", 0, d);
-        if (scripted && script.async_error != 0)
+        /* 63016 (free-form WhatsApp outside the 24-hour window) only hits a
+         * Body: an approved template (ContentSid) is delivered. Twilio
+         * reports it as "failed", a carrier's 30006 as "undelivered". */
+        int outside_window = scripted && script.async_error == 63016 && !present(&form, "ContentSid");
+        if (outside_window)
+            queue_callback(api, &form, sid, "failed", script.async_error, 2 * d);
+        else if (scripted && script.async_error != 0 && script.async_error != 63016)
             queue_callback(api, &form, sid, "undelivered", script.async_error, 2 * d);
         else
             queue_callback(api, &form, sid, "delivered", 0, 2 * d);

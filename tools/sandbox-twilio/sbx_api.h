@@ -65,6 +65,10 @@ int sbx_validate(const sbx_schema_t *schema, const sbx_form_t *form, sbx_error_t
  *   ...30006   201 accepted; with callbacks, delivery ends "undelivered"
  *              with ErrorCode 30006 (landline or unreachable carrier),
  *              which Twilio only ever reports asynchronously
+ *   ...63016   201 accepted; with callbacks, a free-form (Body) WhatsApp
+ *              message ends "failed" with ErrorCode 63016 (outside the
+ *              24-hour window), reported asynchronously as Twilio does; a
+ *              ContentSid template to the same number is delivered
  *   ...88DDDD  201, answered DDDD milliseconds late (e.g. ...883000: 3 s)
  * Returns 1 and fills out for a scripted number, else 0. Pure. */
 typedef struct sbx_script {
@@ -73,7 +77,7 @@ typedef struct sbx_script {
     const char *message; /* printf format with one %s for the To number, or a plain text */
     int retry_after_s;   /* 0: no Retry-After header */
     int delay_ms;        /* answer this late */
-    long async_error;    /* 30006: fail in the status callbacks */
+    long async_error;    /* 30006, 63016: fail in the status callbacks */
 } sbx_script_t;
 int sbx_script_for(const char *to, sbx_script_t *out);
 
