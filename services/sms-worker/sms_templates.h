@@ -20,8 +20,9 @@
  * and missing alike, up to a bounded number of entries), so a running worker
  * does not touch the disk per message; deploy new templates by restarting.
  *
- * Threading: not thread-safe. The worker core calls prepare on its one
- * thread, so the SMS worker owns one instance on that thread. */
+ * Loading, the locale chain and the cache are the shared loader's
+ * (crm/templates.h), whose cache is mutex-guarded; the worker core still
+ * calls prepare on its one thread. */
 #ifndef SMS_TEMPLATES_H
 #define SMS_TEMPLATES_H
 
