@@ -24,92 +24,47 @@
 #include "th_kafka.h"
 #include "th_proc.h"
 #include "th_smtp.h"
+#include "th_worker.h"
 
 #define TENANT "acme"
 #define FROM_EMAIL "notifications@crm.example"
 #define FROM_NAME "Clinique Ésope"
+#define TRACEPARENT "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 typedef struct fixture {
-    th_kafka_t *kafka;
-    const char *brokers;
+    th_worker_t w;
     th_smtp_t smtp;
-    th_proc_t proc;
-    int port;
-    int running;
-    char name[64];
 } fixture_t;
 
 static void fixture_init(fixture_t *fx, const char *name)
 {
     memset(fx, 0, sizeof *fx);
-    snprintf(fx->name, sizeof fx->name, "%s", name);
-    fx->kafka = th_kafka_start(1);
-    cr_assert_not_null(fx->kafka, "mock cluster did not start");
-    fx->brokers = th_kafka_bootstraps(fx->kafka);
+    th_worker_init(&fx->w, name, TENANT, "crm.send.email", TRACEPARENT);
     cr_assert_eq(th_smtp_start(&fx->smtp, name), 0, "SMTP sandbox did not start");
 }
 
-/* 1 when extra sets the variable of setting ("NAME=value"). */
-static int overridden(const char *const *extra, const char *setting)
-{
-    size_t len = strcspn(setting, "=") + 1;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
-        if (strncmp(extra[i], setting, len) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 /* Starts crm-email-worker; extra is NULL or a NULL-terminated NAME=value
- * list that adds to or replaces the defaults below. */
+ * list that adds to or replaces the defaults below (and th_worker_start's). */
 static void start_worker(fixture_t *fx, const char *const *extra)
 {
-    char bin[512], brokers[600], port[32], smtp_port[32], user[96], pass[96], ca[700], tmpl[600], group[128];
-    char *env[40];
-    size_t n = 0;
-    cr_assert_not_null(th_bin("crm-email-worker", bin, sizeof bin), "crm-email-worker is not built");
-    fx->port = th_free_port();
-    snprintf(brokers, sizeof brokers, "KAFKA_BROKERS=%s", fx->brokers);
-    snprintf(port, sizeof port, "HTTP_PORT=%d", fx->port);
+    char smtp_port[32], user[96], pass[96], ca[700], tmpl[600], group[128];
     snprintf(smtp_port, sizeof smtp_port, "SMTP_PORT=%d", fx->smtp.port);
     snprintf(user, sizeof user, "SMTP_USERNAME=%s", fx->smtp.username);
     snprintf(pass, sizeof pass, "SMTP_PASSWORD=%s", fx->smtp.password);
     snprintf(ca, sizeof ca, "SMTP_CA_FILE=%s", fx->smtp.ca_file);
     snprintf(tmpl, sizeof tmpl, "EMAIL_TEMPLATES_DIR=%s/templates", CRM_SOURCE_DIR);
-    snprintf(group, sizeof group, "EMAIL_GROUP_ID=email-test-%s", fx->name);
-    char *defaults[] = {brokers, port, "HTTP_BIND=127.0.0.1", "LOG_LEVEL=debug", "SMTP_HOST=127.0.0.1",
-                        smtp_port, user, pass, "SMTP_FROM_EMAIL=" FROM_EMAIL, "SMTP_FROM_NAME=" FROM_NAME,
-                        "SMTP_USE_TLS=true", ca, "SMTP_TIMEOUT_MS=20000", tmpl, group,
-                        /* A restarted worker takes over the partitions
-                         * within seconds instead of librdkafka's 45. */
-                        "KAFKA_SESSION_TIMEOUT_MS=6000", NULL};
-    for (size_t i = 0; defaults[i] != NULL; i++) {
-        if (!overridden(extra, defaults[i]))
-            env[n++] = defaults[i];
-    }
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 39; i++)
-        env[n++] = (char *)extra[i];
-    env[n] = NULL;
-    char *const argv[] = {bin, NULL};
-    cr_assert_eq(th_proc_start(&fx->proc, "crm-email-worker", argv, env), 0);
-    cr_assert_eq(th_proc_wait_ready(&fx->proc, fx->port, 60000), 0, "worker not ready; see %s", fx->proc.log_path);
-    fx->running = 1;
-}
-
-static int stop_worker(fixture_t *fx)
-{
-    if (!fx->running)
-        return 0;
-    int status = th_proc_stop(&fx->proc, SIGTERM, 60000);
-    fx->running = 0;
-    return status;
+    snprintf(group, sizeof group, "EMAIL_GROUP_ID=email-test-%s", fx->w.name);
+    const char *const defaults[] = {"SMTP_HOST=127.0.0.1", smtp_port, user, pass, "SMTP_FROM_EMAIL=" FROM_EMAIL,
+                                    "SMTP_FROM_NAME=" FROM_NAME, "SMTP_USE_TLS=true", ca, "SMTP_TIMEOUT_MS=20000",
+                                    tmpl, group, NULL};
+    th_worker_start(&fx->w, "crm-email-worker", defaults, extra);
 }
 
 static void fixture_fini(fixture_t *fx)
 {
-    stop_worker(fx);
+    th_worker_stop(&fx->w);
     th_smtp_stop(&fx->smtp);
-    th_kafka_stop(fx->kafka);
+    th_kafka_stop(fx->w.kafka);
 }
 
 /* ------------------------------------------------------------ dispatches */
@@ -125,64 +80,12 @@ typedef struct dspec {
     const char *attachments;   /* JSON array text or NULL */
 } dspec_t;
 
-static void comm_id(const char *request_id, char out[CMN_UUID_STR_LEN + 1])
-{
-    cr_assert_eq(cmn_uuid_communication_id(TENANT, request_id, out), 0);
-}
-
-/* A Dispatch v1 as the router writes it (crm/dispatch.h), built with json-c
- * so names with quotes or control characters are encoded exactly. */
-static char *dispatch_json(const dspec_t *s)
-{
-    char cid[CMN_UUID_STR_LEN + 1], now[40];
-    comm_id(s->request_id, cid);
-    cmn_time_format_rfc3339(cmn_now_ms(), now, sizeof now);
-    json_object *o = json_object_new_object();
-    json_object *rec = json_object_new_object();
-    json_object_object_add(o, "v", json_object_new_int(1));
-    json_object_object_add(o, "communication_id", json_object_new_string(cid));
-    json_object_object_add(o, "request_id", json_object_new_string(s->request_id));
-    json_object_object_add(o, "tenant_id", json_object_new_string(TENANT));
-    json_object_object_add(o, "client_id", json_object_new_string("client-1"));
-    json_object_object_add(o, "message_type", json_object_new_string(s->message_type));
-    json_object_object_add(o, "urgency", json_object_new_string("normal"));
-    json_object_object_add(o, "channel", json_object_new_string(s->channel != NULL ? s->channel : "email"));
-    json_object_object_add(o, "attempt", json_object_new_int(1));
-    json_object_object_add(o, "hop", json_object_new_int(0));
-    json_object_object_add(o, "to", json_object_new_string(s->to));
-    if (s->name != NULL)
-        json_object_object_add(rec, "name", json_object_new_string(s->name));
-    if (s->to[0] == '+')
-        json_object_object_add(rec, "phone", json_object_new_string(s->to));
-    else
-        json_object_object_add(rec, "email", json_object_new_string(s->to));
-    if (s->locale != NULL) {
-        json_object_object_add(rec, "locale", json_object_new_string(s->locale));
-        json_object_object_add(o, "locale", json_object_new_string(s->locale));
-    }
-    json_object_object_add(o, "recipient", rec);
-    if (s->context != NULL)
-        json_object_object_add(o, "context", json_tokener_parse(s->context));
-    if (s->attachments != NULL)
-        json_object_object_add(o, "attachments", json_tokener_parse(s->attachments));
-    json_object_object_add(o, "fallback", json_object_new_array());
-    json_object_object_add(o, "created_at", json_object_new_string(now));
-    char *text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-    json_object_put(o);
-    return text;
-}
-
-static void produce(fixture_t *fx, const char *key, const char *value)
-{
-    const char *headers[] = {"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", NULL};
-    cr_assert_eq(th_kafka_produce(fx->brokers, "crm.send.email", key, value, headers), 0, "produce failed");
-}
-
 static void produce_dispatch(fixture_t *fx, const dspec_t *s)
 {
-    char *v = dispatch_json(s);
-    produce(fx, "client-1", v);
-    free(v);
+    th_dispatch_t d = {.tenant = TENANT, .request_id = s->request_id, .channel = s->channel != NULL ? s->channel : "email",
+                       .to = s->to, .name = s->name, .locale = s->locale, .message_type = s->message_type,
+                       .context = s->context, .attachments = s->attachments};
+    th_worker_produce_dispatch(&fx->w, &d);
 }
 
 /* ----------------------------------------------------------- inspection */
@@ -258,63 +161,6 @@ static json_object *tree_part(json_object *tree, int i)
     return json_object_array_get_idx(parts, (size_t)i);
 }
 
-typedef struct statuses {
-    th_kafka_record_t *recs;
-    size_t n;
-    json_object **objs;
-} statuses_t;
-
-static void read_statuses(fixture_t *fx, size_t expect, statuses_t *st)
-{
-    st->recs = th_kafka_read_all(fx->brokers, "crm.status", expect, 60000, &st->n);
-    cr_assert_not_null(st->recs);
-    st->objs = calloc(st->n + 1, sizeof *st->objs);
-    for (size_t i = 0; i < st->n; i++) {
-        char err[256];
-        st->objs[i] = cmn_json_parse(st->recs[i].value, strlen(st->recs[i].value), err, sizeof err);
-        cr_assert_not_null(st->objs[i], "status %zu is not JSON: %s", i, err);
-    }
-}
-
-static void free_statuses(statuses_t *st)
-{
-    for (size_t i = 0; i < st->n; i++)
-        json_object_put(st->objs[i]);
-    free(st->objs);
-    th_kafka_records_free(st->recs, st->n);
-}
-
-/* The status event `status` of request_id; fails unless exactly one exists. */
-static json_object *status_of(const statuses_t *st, const char *request_id, const char *status)
-{
-    char cid[CMN_UUID_STR_LEN + 1];
-    comm_id(request_id, cid);
-    json_object *found = NULL;
-    int count = 0;
-    for (size_t i = 0; i < st->n; i++) {
-        if (strcmp(cmn_json_get_string(st->objs[i], "communication_id"), cid) == 0 &&
-            strcmp(cmn_json_get_string(st->objs[i], "status"), status) == 0) {
-            found = st->objs[i];
-            count++;
-        }
-    }
-    cr_assert_eq(count, 1, "%s: %d '%s' events", request_id, count, status);
-    return found;
-}
-
-static int count_status(const statuses_t *st, const char *request_id, const char *status)
-{
-    char cid[CMN_UUID_STR_LEN + 1];
-    comm_id(request_id, cid);
-    int count = 0;
-    for (size_t i = 0; i < st->n; i++) {
-        if (strcmp(cmn_json_get_string(st->objs[i], "communication_id"), cid) == 0 &&
-            (status == NULL || strcmp(cmn_json_get_string(st->objs[i], "status"), status) == 0))
-            count++;
-    }
-    return count;
-}
-
 static const char *str(json_object *o, const char *key)
 {
     const char *s = cmn_json_get_string(o, key);
@@ -354,25 +200,25 @@ Test(email_worker, sends_mime_reports_statuses_and_refuses_bad_input, .timeout =
     produce_dispatch(&fx, &ok_att);
     produce_dispatch(&fx, &refused);
     produce_dispatch(&fx, &later);
-    produce(&fx, "client-1", "{\"v\":1, not json");
-    produce(&fx, "client-1", NULL); /* a tombstone */
+    th_worker_produce(&fx.w, "client-1", "{\"v\":1, not json");
+    th_worker_produce(&fx.w, "client-1", NULL); /* a tombstone */
     produce_dispatch(&fx, &sms);
     produce_dispatch(&fx, &inject_ctx);
     produce_dispatch(&fx, &inject_name);
     produce_dispatch(&fx, &no_tmpl);
 
     /* 4 sending (prepared), 2 sent, 4 failed. */
-    statuses_t st;
-    read_statuses(&fx, 10, &st);
-    cr_assert_eq(st.n, 10, "expected 10 status events, got %zu (worker log: %s)", st.n, fx.proc.log_path);
+    th_statuses_t st;
+    th_worker_read_statuses(&fx.w, 10, &st);
+    cr_assert_eq(st.n, 10, "expected 10 status events, got %zu (worker log: %s)", st.n, fx.w.proc.log_path);
     size_t ndlq = 0;
-    th_kafka_record_t *dlq = th_kafka_read_all(fx.brokers, "crm.dlq", 4, 30000, &ndlq);
+    th_kafka_record_t *dlq = th_kafka_read_all(fx.w.brokers, "crm.dlq", 4, 30000, &ndlq);
     cr_assert_eq(ndlq, 4, "four records on crm.dlq, got %zu", ndlq);
     cr_assert_eq(th_smtp_wait(&fx.smtp, 2, 10000), 2);
 
     /* ---- the French reminder: fr-CA falls back to fr. */
-    json_object *sending = status_of(&st, "req-fr", "sending");
-    json_object *sent = status_of(&st, "req-fr", "sent");
+    json_object *sending = th_status_of(&st, "req-fr", "sending");
+    json_object *sent = th_status_of(&st, "req-fr", "sent");
     json_object *m = find_message(&fx, "ana@example.com");
     cr_assert_not_null(m, "the fr message did not arrive");
     cr_expect_str_eq(str(m, "subject"), "Rappel : votre rendez-vous le 24/11/2026 à 14 h 30");
@@ -418,8 +264,8 @@ Test(email_worker, sends_mime_reports_statuses_and_refuses_bad_input, .timeout =
     json_object_put(m);
 
     /* ---- the receipt with an attachment. */
-    status_of(&st, "req-att", "sending");
-    status_of(&st, "req-att", "sent");
+    th_status_of(&st, "req-att", "sending");
+    th_status_of(&st, "req-att", "sent");
     m = find_message(&fx, "bob@example.com");
     cr_assert_not_null(m, "the receipt did not arrive");
     cr_expect_str_eq(str(m, "subject"), "Payment received: €42.00");
@@ -435,24 +281,24 @@ Test(email_worker, sends_mime_reports_statuses_and_refuses_bad_input, .timeout =
     json_object_put(m);
 
     /* ---- SMTP refusals: 550 permanent, 451 retryable (retry tiers come later). */
-    status_of(&st, "req-550", "sending");
-    json_object *f550 = status_of(&st, "req-550", "failed");
+    th_status_of(&st, "req-550", "sending");
+    json_object *f550 = th_status_of(&st, "req-550", "failed");
     cr_expect_str_eq(str(f550, "error_code"), "550");
     cr_expect(strncmp(str(f550, "error_message"), "550 5.1.1", 9) == 0, "%s", str(f550, "error_message"));
     cr_expect_str_eq(str(f550, "provider"), "smtp");
-    json_object *f451 = status_of(&st, "req-451", "failed");
+    json_object *f451 = th_status_of(&st, "req-451", "failed");
     cr_expect_str_eq(str(f451, "error_code"), "451");
     cr_expect(strncmp(str(f451, "error_message"), "retryable: 451 4.3.0", 20) == 0, "%s", str(f451, "error_message"));
 
     /* ---- problems found before sending: failed at once, no sending, nothing sent. */
-    json_object *finj = status_of(&st, "req-inject", "failed");
+    json_object *finj = th_status_of(&st, "req-inject", "failed");
     cr_expect_str_eq(str(finj, "error_code"), "header_injection");
     cr_expect_str_eq(str(finj, "error_message"), "subject contains CR or LF");
-    cr_expect_eq(count_status(&st, "req-inject", "sending"), 0);
-    json_object *fnt = status_of(&st, "req-notmpl", "failed");
+    cr_expect_eq(th_status_count(&st, "req-inject", "sending"), 0);
+    json_object *fnt = th_status_of(&st, "req-notmpl", "failed");
     cr_expect_str_eq(str(fnt, "error_code"), "no_template");
-    cr_expect_eq(count_status(&st, "req-inject-name", NULL), 0);
-    cr_expect_eq(count_status(&st, "req-sms", NULL), 0);
+    cr_expect_eq(th_status_count(&st, "req-inject-name", NULL), 0);
+    cr_expect_eq(th_status_count(&st, "req-sms", NULL), 0);
     /* Only the two good messages reached the server: no "cleaned" copy of
      * an injection attempt was sent. */
     cr_expect_eq(th_smtp_count(&fx.smtp), 2);
@@ -460,56 +306,33 @@ Test(email_worker, sends_mime_reports_statuses_and_refuses_bad_input, .timeout =
     /* ---- the DLQ: malformed JSON, a tombstone, another channel, and a
      * recipient name with CR/LF (refused by Dispatch validation, before any
      * rendering). */
-    int seen_json = 0, seen_empty = 0, seen_channel = 0, seen_name = 0;
-    for (size_t i = 0; i < ndlq; i++) {
-        char err[256];
-        json_object *h = cmn_json_parse(dlq[i].headers_json, strlen(dlq[i].headers_json), err, sizeof err);
-        cr_assert_not_null(h);
-        const char *reason = str(h, "x-crm-dlq-reason");
-        cr_expect_str_eq(str(h, "x-crm-dlq-service"), "crm-email-worker");
-        cr_expect_str_eq(str(h, "x-crm-dlq-source-topic"), "crm.send.email");
-        cr_expect_str_eq(dlq[i].key, "client-1", "the DLQ keeps the original key");
-        seen_json += strstr(reason, "malformed JSON") != NULL;
-        seen_empty += strstr(reason, "empty record") != NULL;
-        seen_channel += strstr(reason, "wrong channel: a sms dispatch") != NULL;
-        seen_name += strstr(reason, "recipient.name") != NULL;
-        json_object_put(h);
-    }
-    cr_expect_eq(seen_json, 1);
-    cr_expect_eq(seen_empty, 1);
-    cr_expect_eq(seen_channel, 1);
-    cr_expect_eq(seen_name, 1);
+    const char *const reasons[] = {"malformed JSON", "empty record", "wrong channel: a sms dispatch", "recipient.name",
+                                   NULL};
+    int seen[4];
+    th_worker_check_dlq(&fx.w, dlq, ndlq, "crm-email-worker", "client-1", reasons, seen);
+    for (size_t k = 0; reasons[k] != NULL; k++)
+        cr_expect_eq(seen[k], 1, "%s", reasons[k]);
     th_kafka_records_free(dlq, ndlq);
 
     /* Status events keep the trace of the dispatch. */
-    for (size_t i = 0; i < st.n; i++)
-        cr_expect_not_null(strstr(st.recs[i].headers_json, "0af7651916cd43dd8448eb211c80319c"), "%s",
-                           st.recs[i].headers_json);
-    free_statuses(&st);
+    th_statuses_expect_traced(&fx.w, &st);
+    th_statuses_free(&st);
 
     /* Metrics. */
-    char url[64], body[1 << 16];
-    long code = 0;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", fx.port);
-    cr_assert_eq(th_http("GET", url, NULL, NULL, &code, body, sizeof body), 0);
-    cr_expect_eq(code, 200);
+    static char body[1 << 16];
+    cr_expect_eq(th_worker_metrics(&fx.w, body, sizeof body), 200);
     cr_expect_not_null(strstr(body, "email_sent_total 2"), "%s", body);
     cr_expect_not_null(strstr(body, "email_failed_total{class=\"permanent\"} 3"), "%s", body);
     cr_expect_not_null(strstr(body, "email_failed_total{class=\"retryable\"} 1"), "%s", body);
     cr_expect_not_null(strstr(body, "email_send_seconds_count 4"), "%s", body);
 
     /* Addresses never reach the log. */
-    FILE *lf = fopen(fx.proc.log_path, "r");
-    cr_assert_not_null(lf);
-    static char logbuf[1 << 20];
-    size_t ln = fread(logbuf, 1, sizeof logbuf - 1, lf);
-    logbuf[ln] = '\0';
-    fclose(lf);
+    const char *logbuf = th_worker_log(&fx.w);
     cr_expect_null(strstr(logbuf, "ana@example.com"), "an address was logged");
     cr_expect_null(strstr(logbuf, "fail550-carol"), "an address was logged");
     cr_expect_null(strstr(logbuf, fx.smtp.password), "the SMTP password was logged");
 
-    cr_expect_eq(stop_worker(&fx), 0, "exit status after SIGTERM; see %s", fx.proc.log_path);
+    cr_expect_eq(th_worker_stop(&fx.w), 0, "exit status after SIGTERM; see %s", fx.w.proc.log_path);
     fixture_fini(&fx);
 }
 
@@ -522,25 +345,25 @@ Test(email_worker, tls_verification_and_auth_are_enforced, .timeout = 240)
     start_worker(&fx, (const char *const[]){"SMTP_CA_FILE=", NULL});
     dspec_t d1 = {"tls-1", NULL, "ivan@example.com", "Ivan", "en", "welcome", NULL, NULL};
     produce_dispatch(&fx, &d1);
-    statuses_t st;
-    read_statuses(&fx, 2, &st);
-    json_object *f = status_of(&st, "tls-1", "failed");
+    th_statuses_t st;
+    th_worker_read_statuses(&fx.w, 2, &st);
+    json_object *f = th_status_of(&st, "tls-1", "failed");
     cr_expect_str_eq(str(f, "error_code"), "tls_error");
     cr_expect(strncmp(str(f, "error_message"), "retryable: ", 11) == 0, "%s", str(f, "error_message"));
-    free_statuses(&st);
-    cr_expect_eq(stop_worker(&fx), 0);
+    th_statuses_free(&st);
+    cr_expect_eq(th_worker_stop(&fx.w), 0);
 
     /* A wrong password: the server's 535 is a permanent failure. */
     start_worker(&fx, (const char *const[]){"SMTP_PASSWORD=wrong-password", NULL});
     dspec_t d2 = {"tls-2", NULL, "judy@example.com", "Judy", "en", "welcome", NULL, NULL};
     produce_dispatch(&fx, &d2);
-    read_statuses(&fx, 4, &st);
-    f = status_of(&st, "tls-2", "failed");
+    th_worker_read_statuses(&fx.w, 4, &st);
+    f = th_status_of(&st, "tls-2", "failed");
     cr_expect_str_eq(str(f, "error_code"), "535");
     cr_expect_not_null(strstr(str(f, "error_message"), "535"), "%s", str(f, "error_message"));
-    free_statuses(&st);
+    th_statuses_free(&st);
     cr_expect_eq(th_smtp_count(&fx.smtp), 0, "nothing may be delivered");
-    cr_expect_eq(stop_worker(&fx), 0);
+    cr_expect_eq(th_worker_stop(&fx.w), 0);
     fixture_fini(&fx);
 }
 
@@ -591,15 +414,15 @@ Test(email_worker, many_messages_in_flight, .timeout = 240)
                      "{\"reset_url\":\"https://crm.example/r?t=1\",\"login_url\":\"https://crm.example/\"}", NULL};
         produce_dispatch(&fx, &d);
     }
-    cr_assert_eq(th_smtp_wait(&fx.smtp, N, 120000), N, "not every message arrived (log %s)", fx.proc.log_path);
-    statuses_t st;
-    read_statuses(&fx, 2 * N, &st);
+    cr_assert_eq(th_smtp_wait(&fx.smtp, N, 120000), N, "not every message arrived (log %s)", fx.w.proc.log_path);
+    th_statuses_t st;
+    th_worker_read_statuses(&fx.w, 2 * N, &st);
     cr_assert_eq(st.n, 2 * N);
     for (int i = 0; i < N; i++) {
         char rid[32];
         snprintf(rid, sizeof rid, "bulk-%03d", i);
-        status_of(&st, rid, "sending");
-        status_of(&st, rid, "sent");
+        th_status_of(&st, rid, "sending");
+        th_status_of(&st, rid, "sent");
     }
     /* Every Message-ID differs. */
     for (size_t i = 0; i < st.n; i++) {
@@ -611,8 +434,8 @@ Test(email_worker, many_messages_in_flight, .timeout = 240)
         }
     }
     cr_log_info("%d emails through STARTTLS+AUTH in %lld ms", N, (long long)(cmn_monotonic_ms() - t0));
-    free_statuses(&st);
-    cr_expect_eq(stop_worker(&fx), 0);
+    th_statuses_free(&st);
+    cr_expect_eq(th_worker_stop(&fx.w), 0);
     fixture_fini(&fx);
 }
 
@@ -635,46 +458,46 @@ Test(email_worker, sigterm_finishes_the_batch_in_hand, .timeout = 240)
     start_worker(&fx, (const char *const[]){"EMAIL_MAX_IN_FLIGHT=2", NULL});
 
     /* `sending` is emitted just before the transfers start. */
-    statuses_t st;
-    read_statuses(&fx, 1, &st);
+    th_statuses_t st;
+    th_worker_read_statuses(&fx.w, 1, &st);
     cr_assert_geq(st.n, 1, "no status before the signal");
-    free_statuses(&st);
+    th_statuses_free(&st);
     int64_t signalled_at = cmn_now_ms();
-    cr_expect_eq(stop_worker(&fx), 0, "exit status after SIGTERM; see %s", fx.proc.log_path);
+    cr_expect_eq(th_worker_stop(&fx.w), 0, "exit status after SIGTERM; see %s", fx.w.proc.log_path);
     int after_stop = th_smtp_count(&fx.smtp);
     cr_log_info("%d of %d messages sent before the worker exited", after_stop, N + 1);
 
     /* The slow message was in flight at the signal: the worker finished it
      * and reported it before exiting. Everything started has its outcome. */
-    read_statuses(&fx, (size_t)(2 * after_stop), &st);
-    json_object *slow_sent = status_of(&st, "term-slow", "sent");
+    th_worker_read_statuses(&fx.w, (size_t)(2 * after_stop), &st);
+    json_object *slow_sent = th_status_of(&st, "term-slow", "sent");
     int64_t sent_at = 0;
     cr_assert_eq(cmn_time_parse_rfc3339(str(slow_sent, "occurred_at"), &sent_at), 0);
     cr_expect_geq(sent_at, signalled_at, "the slow message should have completed after the signal");
-    cr_expect_eq(count_status(&st, "term-slow", "sending"), 1);
+    cr_expect_eq(th_status_count(&st, "term-slow", "sending"), 1);
     for (int i = 0; i < N; i++) {
         char rid[32];
         snprintf(rid, sizeof rid, "term-%03d", i);
-        cr_expect_eq(count_status(&st, rid, "sending"), count_status(&st, rid, "sent"), "%s", rid);
+        cr_expect_eq(th_status_count(&st, rid, "sending"), th_status_count(&st, rid, "sent"), "%s", rid);
     }
-    free_statuses(&st);
+    th_statuses_free(&st);
 
     /* A new worker picks up exactly where the first one committed: every
      * message arrives once. */
     start_worker(&fx, NULL);
     cr_assert_eq(th_smtp_wait(&fx.smtp, N + 1, 120000), N + 1);
-    read_statuses(&fx, 2 * (N + 1), &st);
-    cr_expect_eq(count_status(&st, "term-slow", "sent"), 1, "the slow message was sent again");
+    th_worker_read_statuses(&fx.w, 2 * (N + 1), &st);
+    cr_expect_eq(th_status_count(&st, "term-slow", "sent"), 1, "the slow message was sent again");
     for (int i = 0; i < N; i++) {
         char rid[32];
         snprintf(rid, sizeof rid, "term-%03d", i);
-        cr_expect_eq(count_status(&st, rid, "sent"), 1, "%s sent %d times", rid, count_status(&st, rid, "sent"));
+        cr_expect_eq(th_status_count(&st, rid, "sent"), 1, "%s sent %d times", rid, th_status_count(&st, rid, "sent"));
     }
-    free_statuses(&st);
+    th_statuses_free(&st);
     /* Give a duplicate a chance to show up before counting. */
     struct timespec ts = {.tv_sec = 1, .tv_nsec = 0};
     nanosleep(&ts, NULL);
     cr_expect_eq(th_smtp_count(&fx.smtp), N + 1, "a message was sent twice");
-    cr_expect_eq(stop_worker(&fx), 0);
+    cr_expect_eq(th_worker_stop(&fx.w), 0);
     fixture_fini(&fx);
 }

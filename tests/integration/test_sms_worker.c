@@ -32,94 +32,48 @@
 #include "th_kafka.h"
 #include "th_proc.h"
 #include "th_twilio.h"
+#include "th_worker.h"
 
 #define TENANT "acme"
 #define FROM_NUMBER "+14155552345"
 #define SERVICE_SID "MG0123456789abcdef0123456789abcdef"
+#define TRACEPARENT "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 #define CALLBACK_BASE "https://hooks.crm.example/webhooks/twilio/status"
 
 typedef struct fixture {
-    th_kafka_t *kafka;
-    const char *brokers;
+    th_worker_t w;
     th_twilio_t sandbox;
-    th_proc_t proc;
-    int port;
-    int running;
-    char name[64];
 } fixture_t;
 
 static void fixture_init(fixture_t *fx, const char *name)
 {
     memset(fx, 0, sizeof *fx);
-    snprintf(fx->name, sizeof fx->name, "%s", name);
-    fx->kafka = th_kafka_start(1);
-    cr_assert_not_null(fx->kafka, "mock cluster did not start");
-    fx->brokers = th_kafka_bootstraps(fx->kafka);
+    th_worker_init(&fx->w, name, TENANT, "crm.send.sms", TRACEPARENT);
     cr_assert_eq(th_twilio_start(&fx->sandbox, NULL), 0, "the Twilio sandbox did not start");
 }
 
-/* 1 when extra sets the variable of setting ("NAME=value"). */
-static int overridden(const char *const *extra, const char *setting)
-{
-    size_t len = strcspn(setting, "=") + 1;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
-        if (strncmp(extra[i], setting, len) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 /* Starts crm-sms-worker; extra is NULL or a NULL-terminated NAME=value list
- * that adds to or replaces the defaults below. */
+ * that adds to or replaces the defaults below (and th_worker_start's). */
 static void start_worker(fixture_t *fx, const char *const *extra)
 {
-    char bin[512], brokers[600], port[32], api[128], tmpl[600], group[128];
-    char *env[40];
-    size_t n = 0;
-    cr_assert_not_null(th_bin("crm-sms-worker", bin, sizeof bin), "crm-sms-worker is not built");
-    fx->port = th_free_port();
-    snprintf(brokers, sizeof brokers, "KAFKA_BROKERS=%s", fx->brokers);
-    snprintf(port, sizeof port, "HTTP_PORT=%d", fx->port);
+    char api[128], tmpl[600], group[128];
     snprintf(api, sizeof api, "TWILIO_API_URL=%s", fx->sandbox.url);
     snprintf(tmpl, sizeof tmpl, "SMS_TEMPLATES_DIR=%s/templates", CRM_SOURCE_DIR);
-    snprintf(group, sizeof group, "SMS_GROUP_ID=sms-test-%s", fx->name);
-    char *defaults[] = {brokers, port, "HTTP_BIND=127.0.0.1", "LOG_LEVEL=debug", api,
-                        "TWILIO_ACCOUNT_SID=" TH_TWILIO_ACCOUNT_SID, "TWILIO_AUTH_TOKEN=" TH_TWILIO_AUTH_TOKEN,
-                        "TWILIO_PHONE_NUMBER=" FROM_NUMBER, "SMS_STATUS_CALLBACK_URL=" CALLBACK_BASE, tmpl, group,
-                        "TWILIO_TIMEOUT_MS=20000",
-                        /* Fast enough that the test does not wait on the
-                         * limiter; one test below checks the limiter. */
-                        "SMS_RATE_PER_SECOND=50", "SMS_RATE_BURST=10",
-                        /* A restarted worker takes over the partitions
-                         * within seconds instead of librdkafka's 45. */
-                        "KAFKA_SESSION_TIMEOUT_MS=6000", NULL};
-    for (size_t i = 0; defaults[i] != NULL; i++) {
-        if (!overridden(extra, defaults[i]))
-            env[n++] = defaults[i];
-    }
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 39; i++)
-        env[n++] = (char *)extra[i];
-    env[n] = NULL;
-    char *const argv[] = {bin, NULL};
-    cr_assert_eq(th_proc_start(&fx->proc, "crm-sms-worker", argv, env), 0);
-    cr_assert_eq(th_proc_wait_ready(&fx->proc, fx->port, 60000), 0, "worker not ready; see %s", fx->proc.log_path);
-    fx->running = 1;
-}
-
-static int stop_worker(fixture_t *fx)
-{
-    if (!fx->running)
-        return 0;
-    int status = th_proc_stop(&fx->proc, SIGTERM, 60000);
-    fx->running = 0;
-    return status;
+    snprintf(group, sizeof group, "SMS_GROUP_ID=sms-test-%s", fx->w.name);
+    const char *const defaults[] = {api, "TWILIO_ACCOUNT_SID=" TH_TWILIO_ACCOUNT_SID,
+                                    "TWILIO_AUTH_TOKEN=" TH_TWILIO_AUTH_TOKEN, "TWILIO_PHONE_NUMBER=" FROM_NUMBER,
+                                    "SMS_STATUS_CALLBACK_URL=" CALLBACK_BASE, tmpl, group, "TWILIO_TIMEOUT_MS=20000",
+                                    /* Fast enough that the test does not wait on the
+                                     * limiter; one test below checks the limiter. */
+                                    "SMS_RATE_PER_SECOND=50", "SMS_RATE_BURST=10", NULL};
+    th_worker_start(&fx->w, "crm-sms-worker", defaults, extra);
 }
 
 static void fixture_fini(fixture_t *fx)
 {
-    stop_worker(fx);
+    th_worker_stop(&fx->w);
     th_twilio_stop(&fx->sandbox);
-    th_kafka_stop(fx->kafka);
+    th_kafka_stop(fx->w.kafka);
 }
 
 /* ------------------------------------------------------------ dispatches */
@@ -135,122 +89,15 @@ typedef struct dspec {
     int hop, attempt;    /* 0 and 0 mean 0 and 1 */
 } dspec_t;
 
-static void comm_id(const char *request_id, char out[CMN_UUID_STR_LEN + 1])
-{
-    cr_assert_eq(cmn_uuid_communication_id(TENANT, request_id, out), 0);
-}
-
-/* A Dispatch v1 as the router writes it (crm/dispatch.h). */
-static char *dispatch_json(const dspec_t *s)
-{
-    char cid[CMN_UUID_STR_LEN + 1], now[40];
-    comm_id(s->request_id, cid);
-    cmn_time_format_rfc3339(cmn_now_ms(), now, sizeof now);
-    json_object *o = json_object_new_object();
-    json_object *rec = json_object_new_object();
-    json_object_object_add(o, "v", json_object_new_int(1));
-    json_object_object_add(o, "communication_id", json_object_new_string(cid));
-    json_object_object_add(o, "request_id", json_object_new_string(s->request_id));
-    json_object_object_add(o, "tenant_id", json_object_new_string(TENANT));
-    json_object_object_add(o, "client_id", json_object_new_string("client-1"));
-    json_object_object_add(o, "message_type", json_object_new_string(s->message_type));
-    json_object_object_add(o, "urgency", json_object_new_string("normal"));
-    json_object_object_add(o, "channel", json_object_new_string(s->channel != NULL ? s->channel : "sms"));
-    json_object_object_add(o, "attempt", json_object_new_int(s->attempt > 0 ? s->attempt : 1));
-    json_object_object_add(o, "hop", json_object_new_int(s->hop));
-    json_object_object_add(o, "to", json_object_new_string(s->to));
-    if (s->name != NULL)
-        json_object_object_add(rec, "name", json_object_new_string(s->name));
-    if (s->to[0] == '+')
-        json_object_object_add(rec, "phone", json_object_new_string(s->to));
-    else
-        json_object_object_add(rec, "email", json_object_new_string(s->to));
-    if (s->locale != NULL) {
-        json_object_object_add(rec, "locale", json_object_new_string(s->locale));
-        json_object_object_add(o, "locale", json_object_new_string(s->locale));
-    }
-    json_object_object_add(o, "recipient", rec);
-    if (s->context != NULL) {
-        json_object *ctx = json_tokener_parse(s->context);
-        cr_assert_not_null(ctx, "bad test context %s", s->context);
-        json_object_object_add(o, "context", ctx);
-    }
-    json_object_object_add(o, "fallback", json_object_new_array());
-    json_object_object_add(o, "created_at", json_object_new_string(now));
-    char *text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-    json_object_put(o);
-    return text;
-}
-
-static void produce(fixture_t *fx, const char *key, const char *value)
-{
-    const char *headers[] = {"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", NULL};
-    cr_assert_eq(th_kafka_produce(fx->brokers, "crm.send.sms", key, value, headers), 0, "produce failed");
-}
-
 static void produce_dispatch(fixture_t *fx, const dspec_t *s)
 {
-    char *v = dispatch_json(s);
-    produce(fx, "client-1", v);
-    free(v);
+    th_dispatch_t d = {.tenant = TENANT, .request_id = s->request_id, .channel = s->channel != NULL ? s->channel : "sms",
+                       .to = s->to, .name = s->name, .locale = s->locale, .message_type = s->message_type,
+                       .context = s->context, .hop = s->hop, .attempt = s->attempt};
+    th_worker_produce_dispatch(&fx->w, &d);
 }
 
 /* ----------------------------------------------------------- inspection */
-
-typedef struct statuses {
-    th_kafka_record_t *recs;
-    size_t n;
-    json_object **objs;
-} statuses_t;
-
-static void read_statuses(fixture_t *fx, size_t expect, statuses_t *st)
-{
-    st->recs = th_kafka_read_all(fx->brokers, "crm.status", expect, 60000, &st->n);
-    cr_assert_not_null(st->recs);
-    st->objs = calloc(st->n + 1, sizeof *st->objs);
-    for (size_t i = 0; i < st->n; i++) {
-        char err[256];
-        st->objs[i] = cmn_json_parse(st->recs[i].value, strlen(st->recs[i].value), err, sizeof err);
-        cr_assert_not_null(st->objs[i], "status %zu is not JSON: %s", i, err);
-    }
-}
-
-static void free_statuses(statuses_t *st)
-{
-    for (size_t i = 0; i < st->n; i++)
-        json_object_put(st->objs[i]);
-    free(st->objs);
-    th_kafka_records_free(st->recs, st->n);
-}
-
-static int count_status(const statuses_t *st, const char *request_id, const char *status)
-{
-    char cid[CMN_UUID_STR_LEN + 1];
-    comm_id(request_id, cid);
-    int count = 0;
-    for (size_t i = 0; i < st->n; i++) {
-        if (strcmp(cmn_json_get_string(st->objs[i], "communication_id"), cid) == 0 &&
-            (status == NULL || strcmp(cmn_json_get_string(st->objs[i], "status"), status) == 0))
-            count++;
-    }
-    return count;
-}
-
-/* The status event `status` of request_id; fails unless exactly one exists. */
-static json_object *status_of(const statuses_t *st, const char *request_id, const char *status)
-{
-    char cid[CMN_UUID_STR_LEN + 1];
-    comm_id(request_id, cid);
-    json_object *found = NULL;
-    for (size_t i = 0; i < st->n; i++) {
-        if (strcmp(cmn_json_get_string(st->objs[i], "communication_id"), cid) == 0 &&
-            strcmp(cmn_json_get_string(st->objs[i], "status"), status) == 0)
-            found = st->objs[i];
-    }
-    cr_assert_eq(count_status(st, request_id, status), 1, "%s: %d '%s' events", request_id,
-                 count_status(st, request_id, status), status);
-    return found;
-}
 
 static const char *str(json_object *o, const char *key)
 {
@@ -273,16 +120,6 @@ static size_t utf8_chars(const char *s)
     return n;
 }
 
-static char *read_log(const char *path)
-{
-    static char buf[1 << 21];
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "cannot read %s", path);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
 
 /* ----------------------------------------------------------------- tests */
 
@@ -334,15 +171,15 @@ Test(sms_worker, sends_through_twilio_and_classifies_outcomes, .timeout = 240)
     produce_dispatch(&fx, &down);
     produce_dispatch(&fx, &bad_to);
     produce_dispatch(&fx, &too_long);
-    produce(&fx, "client-1", "{\"v\":1, not json");
+    th_worker_produce(&fx.w, "client-1", "{\"v\":1, not json");
     produce_dispatch(&fx, &email);
 
     /* 8 reached Twilio (sending + sent/failed), 3 failed before (failed only). */
-    statuses_t st;
-    read_statuses(&fx, 19, &st);
-    cr_assert_eq(st.n, 19, "expected 19 status events, got %zu (worker log: %s)", st.n, fx.proc.log_path);
+    th_statuses_t st;
+    th_worker_read_statuses(&fx.w, 19, &st);
+    cr_assert_eq(st.n, 19, "expected 19 status events, got %zu (worker log: %s)", st.n, fx.w.proc.log_path);
     size_t ndlq = 0;
-    th_kafka_record_t *dlq = th_kafka_read_all(fx.brokers, "crm.dlq", 2, 30000, &ndlq);
+    th_kafka_record_t *dlq = th_kafka_read_all(fx.w.brokers, "crm.dlq", 2, 30000, &ndlq);
     cr_assert_eq(ndlq, 2, "two records on crm.dlq, got %zu", ndlq);
     json_object *reqs = th_twilio_wait_requests(&fx.sandbox, 8, 10000);
     cr_assert_not_null(reqs);
@@ -352,7 +189,7 @@ Test(sms_worker, sends_through_twilio_and_classifies_outcomes, .timeout = 240)
     /* ---- the French reminder: exact parameters, fr-CA falls back to fr. */
     char cid[CMN_UUID_STR_LEN + 1], expect[512];
     int count = 0;
-    comm_id("req-fr", cid);
+    th_worker_comm_id(TENANT, "req-fr", cid);
     json_object *r = th_twilio_find(reqs, "+33612345678", &count);
     cr_assert_eq(count, 1);
     json_object *p = cmn_json_get_object(r, "params");
@@ -367,8 +204,8 @@ Test(sms_worker, sends_through_twilio_and_classifies_outcomes, .timeout = 240)
     cr_expect_str_eq(str(p, "StatusCallback"), expect);
     cr_expect_eq(json_object_object_length(p), 4, "only To, From, Body, StatusCallback: %s",
                  json_object_to_json_string(p));
-    json_object *sending = status_of(&st, "req-fr", "sending");
-    json_object *sent = status_of(&st, "req-fr", "sent");
+    json_object *sending = th_status_of(&st, "req-fr", "sending");
+    json_object *sent = th_status_of(&st, "req-fr", "sent");
     cr_expect_str_eq(str(sent, "provider_message_id"), str(r, "sid"));
     cr_expect_eq(strncmp(str(sent, "provider_message_id"), "SM", 2), 0);
     cr_expect_eq(strlen(str(sent, "provider_message_id")), 34);
@@ -391,7 +228,7 @@ Test(sms_worker, sends_through_twilio_and_classifies_outcomes, .timeout = 240)
     cr_assert_eq(count, 1);
     const char *body_long = str(cmn_json_get_object(r, "params"), "Body");
     cr_expect_gt(utf8_chars(body_long), 160);
-    details = cmn_json_get_object(status_of(&st, "req-long", "sent"), "details");
+    details = cmn_json_get_object(th_status_of(&st, "req-long", "sent"), "details");
     cr_expect_str_eq(str(details, "encoding"), "GSM-7");
     cr_expect_eq(num(details, "segments"), 2);
     cr_expect_eq(num(details, "characters"), (int64_t)utf8_chars(body_long));
@@ -399,7 +236,7 @@ Test(sms_worker, sends_through_twilio_and_classifies_outcomes, .timeout = 240)
     cr_assert_eq(count, 1);
     cr_expect_str_eq(str(cmn_json_get_object(r, "params"), "Body"),
                      "¡Bienvenido a Ésope, Ana! Su cuenta está lista.");
-    details = cmn_json_get_object(status_of(&st, "req-es", "sent"), "details");
+    details = cmn_json_get_object(th_status_of(&st, "req-es", "sent"), "details");
     cr_expect_str_eq(str(details, "encoding"), "UCS-2", "á is not in GSM-7");
     cr_expect_eq(num(details, "segments"), 1);
 
@@ -412,82 +249,68 @@ Test(sms_worker, sends_through_twilio_and_classifies_outcomes, .timeout = 240)
     cr_expect_str_eq(json_object_get_string(json_object_array_get_idx(media, 0)), "https://cdn.crm.example/r/1001.png");
     cr_expect_str_eq(json_object_get_string(json_object_array_get_idx(media, 1)),
                      "https://cdn.crm.example/r/1001-2.png");
-    cr_expect_eq(strncmp(str(status_of(&st, "req-mms", "sent"), "provider_message_id"), "MM", 2), 0);
+    cr_expect_eq(strncmp(str(th_status_of(&st, "req-mms", "sent"), "provider_message_id"), "MM", 2), 0);
 
     /* ---- refused before Twilio: no sending, no request. */
-    json_object *f = status_of(&st, "req-landline", "failed");
+    json_object *f = th_status_of(&st, "req-landline", "failed");
     cr_expect_str_eq(str(f, "reason"), "landline");
     cr_expect_str_eq(str(f, "error_code"), "landline");
-    cr_expect_eq(count_status(&st, "req-landline", "sending"), 0);
+    cr_expect_eq(th_status_count(&st, "req-landline", "sending"), 0);
     cr_expect_null(th_twilio_find(reqs, "+33142685300", &count), "a landline reached Twilio");
-    f = status_of(&st, "req-invalid", "failed");
+    f = th_status_of(&st, "req-invalid", "failed");
     cr_expect_str_eq(str(f, "reason"), "invalid_number");
-    cr_expect_eq(count_status(&st, "req-invalid", "sending"), 0);
+    cr_expect_eq(th_status_count(&st, "req-invalid", "sending"), 0);
     cr_expect_null(th_twilio_find(reqs, "+3361234567890", &count), "an invalid number reached Twilio");
-    f = status_of(&st, "req-toolong", "failed");
+    f = th_status_of(&st, "req-toolong", "failed");
     cr_expect_str_eq(str(f, "reason"), "body_too_long");
     cr_expect_str_eq(str(f, "error_code"), "body_too_long");
     cr_expect_gt(num(cmn_json_get_object(f, "details"), "characters"), 1600);
-    cr_expect_eq(count_status(&st, "req-toolong", "sending"), 0);
+    cr_expect_eq(th_status_count(&st, "req-toolong", "sending"), 0);
     cr_expect_null(th_twilio_find(reqs, "+33612345670", &count), "an over-long body reached Twilio");
 
     /* ---- Twilio's refusals. */
-    f = status_of(&st, "req-21610", "failed");
-    status_of(&st, "req-21610", "sending");
+    f = th_status_of(&st, "req-21610", "failed");
+    th_status_of(&st, "req-21610", "sending");
     cr_expect_str_eq(str(f, "error_code"), "21610");
     cr_expect_str_eq(str(f, "reason"), "unsubscribed");
     cr_expect_str_eq(str(f, "error_message"), "Attempt to send to unsubscribed recipient");
-    f = status_of(&st, "req-429", "failed");
+    f = th_status_of(&st, "req-429", "failed");
     cr_expect_str_eq(str(f, "error_code"), "20429");
     cr_expect_str_eq(str(f, "error_message"), "retryable: Too Many Requests");
     cr_expect_eq(num(cmn_json_get_object(f, "details"), "retry_after_ms"), 7000, "Retry-After: 7 is kept: %s",
                  json_object_to_json_string(f));
-    f = status_of(&st, "req-500", "failed");
+    f = th_status_of(&st, "req-500", "failed");
     cr_expect_str_eq(str(f, "error_code"), "20500");
     cr_expect_eq(strncmp(str(f, "error_message"), "retryable: ", 11), 0, "%s", str(f, "error_message"));
-    f = status_of(&st, "req-21211", "failed");
+    f = th_status_of(&st, "req-21211", "failed");
     cr_expect_str_eq(str(f, "error_code"), "21211");
     cr_expect_str_eq(str(f, "reason"), "invalid_number");
     /* Twilio quotes the number; the event must not. */
     cr_expect_str_eq(str(f, "error_message"), "The 'To' number <phone> is not a valid phone number.");
 
     /* ---- the DLQ: malformed JSON and another channel's dispatch. */
-    int seen_json = 0, seen_channel = 0;
-    for (size_t i = 0; i < ndlq; i++) {
-        char err[256];
-        json_object *h = cmn_json_parse(dlq[i].headers_json, strlen(dlq[i].headers_json), err, sizeof err);
-        cr_assert_not_null(h);
-        const char *reason = str(h, "x-crm-dlq-reason");
-        cr_expect_str_eq(str(h, "x-crm-dlq-service"), "crm-sms-worker");
-        cr_expect_str_eq(str(h, "x-crm-dlq-source-topic"), "crm.send.sms");
-        seen_json += strstr(reason, "malformed JSON") != NULL;
-        seen_channel += strstr(reason, "wrong channel: a email dispatch") != NULL;
-        json_object_put(h);
-    }
-    cr_expect_eq(seen_json, 1);
-    cr_expect_eq(seen_channel, 1);
+    const char *const reasons[] = {"malformed JSON", "wrong channel: a email dispatch", NULL};
+    int seen[2];
+    th_worker_check_dlq(&fx.w, dlq, ndlq, "crm-sms-worker", NULL, reasons, seen);
+    for (size_t k = 0; reasons[k] != NULL; k++)
+        cr_expect_eq(seen[k], 1, "%s", reasons[k]);
     th_kafka_records_free(dlq, ndlq);
-    for (size_t i = 0; i < st.n; i++)
-        cr_expect_not_null(strstr(st.recs[i].headers_json, "0af7651916cd43dd8448eb211c80319c"), "%s",
-                           st.recs[i].headers_json);
-    free_statuses(&st);
+    th_statuses_expect_traced(&fx.w, &st);
+    th_statuses_free(&st);
     json_object_put(reqs);
 
     /* Metrics. */
-    char url[64], body[1 << 16];
-    long code = 0;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", fx.port);
-    cr_assert_eq(th_http("GET", url, NULL, NULL, &code, body, sizeof body), 0);
-    cr_expect_eq(code, 200);
+    static char body[1 << 16];
+    cr_expect_eq(th_worker_metrics(&fx.w, body, sizeof body), 200);
     cr_expect_not_null(strstr(body, "sms_sent_total 4"), "%s", body);
     cr_expect_not_null(strstr(body, "sms_failed_total{class=\"permanent\"} 5"), "%s", body);
     cr_expect_not_null(strstr(body, "sms_failed_total{class=\"retryable\"} 2"), "%s", body);
 
     /* SIGTERM: a clean exit. */
-    cr_expect_eq(stop_worker(&fx), 0, "exit status after SIGTERM; see %s", fx.proc.log_path);
+    cr_expect_eq(th_worker_stop(&fx.w), 0, "exit status after SIGTERM; see %s", fx.w.proc.log_path);
 
     /* Numbers, bodies and the token never reach the log. */
-    const char *log = read_log(fx.proc.log_path);
+    const char *log = th_worker_log(&fx.w);
     const char *secrets[] = {"33612345678", "33142685300", "3361234567890", "33612321211", "4915112345678",
                              "rappel de votre", "Bienvenido", TH_TWILIO_AUTH_TOKEN, NULL};
     for (size_t i = 0; secrets[i] != NULL; i++)
@@ -504,9 +327,9 @@ Test(sms_worker, messaging_service_without_callback, .timeout = 120)
     dspec_t d = {"mss-1", NULL, "+33612345678", "Ana", "de", "password_reset",
                  "{\"reset_url\":\"https://crm.example/r?t=1&u=2\",\"expires_in_minutes\":30}", 0, 0};
     produce_dispatch(&fx, &d);
-    statuses_t st;
-    read_statuses(&fx, 2, &st);
-    status_of(&st, "mss-1", "sent");
+    th_statuses_t st;
+    th_worker_read_statuses(&fx.w, 2, &st);
+    th_status_of(&st, "mss-1", "sent");
     json_object *reqs = th_twilio_wait_requests(&fx.sandbox, 1, 10000);
     int count = 0;
     json_object *r = th_twilio_find(reqs, "+33612345678", &count);
@@ -519,8 +342,8 @@ Test(sms_worker, messaging_service_without_callback, .timeout = 120)
                                      "(gültig für 30 Minuten). Falls Sie das nicht angefordert haben, ignorieren "
                                      "Sie diese Nachricht.");
     json_object_put(reqs);
-    free_statuses(&st);
-    cr_expect_eq(stop_worker(&fx), 0);
+    th_statuses_free(&st);
+    cr_expect_eq(th_worker_stop(&fx.w), 0);
     fixture_fini(&fx);
 }
 
@@ -548,11 +371,11 @@ Test(sms_worker, one_sender_is_rate_limited, .timeout = 120)
     cr_expect_geq(last - first, 1800, "5 messages at 2/s went out in %lld ms", (long long)(last - first));
     cr_log_info("5 messages at 2/s spread over %lld ms", (long long)(last - first));
     json_object_put(reqs);
-    statuses_t st;
-    read_statuses(&fx, 2 * N, &st);
+    th_statuses_t st;
+    th_worker_read_statuses(&fx.w, 2 * N, &st);
     cr_expect_eq(st.n, 2 * N);
-    free_statuses(&st);
-    cr_expect_eq(stop_worker(&fx), 0);
+    th_statuses_free(&st);
+    cr_expect_eq(th_worker_stop(&fx.w), 0);
     fixture_fini(&fx);
 }
 
@@ -854,17 +677,17 @@ Test(sms_worker, sigterm_finishes_the_request_in_flight, .timeout = 120)
      * while the request is in flight. */
     dspec_t slow = {"term-slow", NULL, "+33612883000", "Ana", "en", "welcome", NULL, 0, 0};
     produce_dispatch(&fx, &slow);
-    statuses_t st;
-    read_statuses(&fx, 1, &st);
+    th_statuses_t st;
+    th_worker_read_statuses(&fx.w, 1, &st);
     cr_assert_eq(st.n, 1, "no sending before the signal");
-    free_statuses(&st);
+    th_statuses_free(&st);
     int64_t signalled_at = cmn_now_ms();
-    cr_expect_eq(stop_worker(&fx), 0, "exit status after SIGTERM; see %s", fx.proc.log_path);
-    read_statuses(&fx, 2, &st);
-    json_object *sent = status_of(&st, "term-slow", "sent");
+    cr_expect_eq(th_worker_stop(&fx.w), 0, "exit status after SIGTERM; see %s", fx.w.proc.log_path);
+    th_worker_read_statuses(&fx.w, 2, &st);
+    json_object *sent = th_status_of(&st, "term-slow", "sent");
     int64_t sent_at = 0;
     cr_assert_eq(cmn_time_parse_rfc3339(str(sent, "occurred_at"), &sent_at), 0);
     cr_expect_geq(sent_at, signalled_at, "the slow message should have completed after the signal");
-    free_statuses(&st);
+    th_statuses_free(&st);
     fixture_fini(&fx);
 }

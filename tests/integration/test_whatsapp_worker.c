@@ -33,6 +33,7 @@
 #include "th_pg.h"
 #include "th_proc.h"
 #include "th_twilio.h"
+#include "th_worker.h"
 
 #define TENANT "acme"
 #define PHONE_NUMBER_ID "106540352242922"
@@ -42,6 +43,7 @@
 #define META_SANDBOX_BIN CRM_BINARY_DIR "/tools/sandbox-meta/crm-sandbox-meta"
 #define META_EXAMPLES CRM_SHARED_DIR "/oracles/meta/cloud_api_examples.json"
 #define TOPIC "crm.send.whatsapp"
+#define TRACEPARENT "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 /* Recipients. The Meta sandbox fails on purpose for numbers ending in
  * 131047 (outside the window) and 130429 (throughput limit, HTTP 429); the
@@ -55,25 +57,17 @@
 #define P_21610 "+14155521610"
 
 typedef struct fixture {
-    th_kafka_t *kafka;
-    const char *brokers;
+    th_worker_t w;
     char db_url[512];
     th_proc_t meta;
     int meta_port;
     int meta_running;
-    th_proc_t proc;
-    int port;
-    int running;
-    char name[64];
 } fixture_t;
 
 static void fixture_init(fixture_t *fx, const char *name)
 {
     memset(fx, 0, sizeof *fx);
-    snprintf(fx->name, sizeof fx->name, "%s", name);
-    fx->kafka = th_kafka_start(1);
-    cr_assert_not_null(fx->kafka, "mock cluster did not start");
-    fx->brokers = th_kafka_bootstraps(fx->kafka);
+    th_worker_init(&fx->w, name, TENANT, TOPIC, TRACEPARENT);
     char db[64];
     snprintf(db, sizeof db, "wa_%s", name);
     cr_assert_eq(th_pg_database(db, fx->db_url, sizeof fx->db_url), 0, "PostgreSQL did not start");
@@ -158,65 +152,28 @@ static void hours_ago(int hours, char *out, size_t outlen)
     cmn_time_format_rfc3339(cmn_now_ms() - (int64_t)hours * 3600 * 1000, out, outlen);
 }
 
-/* 1 when extra sets the variable of setting ("NAME=value"). */
-static int overridden(const char *const *extra, const char *setting)
-{
-    size_t len = strcspn(setting, "=") + 1;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
-        if (strncmp(extra[i], setting, len) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 static void start_worker(fixture_t *fx, const char *const *extra)
 {
-    char bin[512], brokers[600], port[32], api[64], db[600], tmpl[600], file[600], group[128];
-    char *env[48];
-    size_t n = 0;
-    cr_assert_not_null(th_bin("crm-whatsapp-worker", bin, sizeof bin), "crm-whatsapp-worker is not built");
-    fx->port = th_free_port();
-    snprintf(brokers, sizeof brokers, "KAFKA_BROKERS=%s", fx->brokers);
-    snprintf(port, sizeof port, "HTTP_PORT=%d", fx->port);
+    char api[64], db[600], tmpl[600], file[600], group[128];
     snprintf(api, sizeof api, "WHATSAPP_API_URL=http://127.0.0.1:%d", fx->meta_port);
     snprintf(db, sizeof db, "DATABASE_URL=%s", fx->db_url);
     snprintf(tmpl, sizeof tmpl, "WHATSAPP_TEMPLATES_DIR=%s/templates", CRM_SOURCE_DIR);
     snprintf(file, sizeof file, "WHATSAPP_TEMPLATES_FILE=%s/config/whatsapp_templates.json", CRM_SOURCE_DIR);
-    snprintf(group, sizeof group, "WHATSAPP_GROUP_ID=wa-test-%s", fx->name);
-    char *defaults[] = {brokers, port, "HTTP_BIND=127.0.0.1", "LOG_LEVEL=debug", "WHATSAPP_PROVIDER=meta", api,
-                        "WHATSAPP_API_VERSION=v23.0", "WHATSAPP_PHONE_NUMBER_ID=" PHONE_NUMBER_ID,
-                        "WHATSAPP_ACCESS_TOKEN=" ACCESS_TOKEN, db, "CRM_DATA_KEY=" DATA_KEY, tmpl, file, group,
-                        /* A restarted worker takes over within seconds. */
-                        "KAFKA_SESSION_TIMEOUT_MS=6000", "WHATSAPP_TIMEOUT_MS=20000", NULL};
-    for (size_t i = 0; defaults[i] != NULL; i++) {
-        if (!overridden(extra, defaults[i]))
-            env[n++] = defaults[i];
-    }
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 47; i++)
-        env[n++] = (char *)extra[i];
-    env[n] = NULL;
-    char *const argv[] = {bin, NULL};
-    cr_assert_eq(th_proc_start(&fx->proc, "crm-whatsapp-worker", argv, env), 0);
-    cr_assert_eq(th_proc_wait_ready(&fx->proc, fx->port, 60000), 0, "worker not ready; see %s", fx->proc.log_path);
-    fx->running = 1;
-}
-
-static int stop_worker(fixture_t *fx)
-{
-    if (!fx->running)
-        return 0;
-    int status = th_proc_stop(&fx->proc, SIGTERM, 60000);
-    fx->running = 0;
-    return status;
+    snprintf(group, sizeof group, "WHATSAPP_GROUP_ID=wa-test-%s", fx->w.name);
+    const char *const defaults[] = {"WHATSAPP_PROVIDER=meta", api, "WHATSAPP_API_VERSION=v23.0",
+                                    "WHATSAPP_PHONE_NUMBER_ID=" PHONE_NUMBER_ID, "WHATSAPP_ACCESS_TOKEN=" ACCESS_TOKEN,
+                                    db, "CRM_DATA_KEY=" DATA_KEY, tmpl, file, group, "WHATSAPP_TIMEOUT_MS=20000",
+                                    NULL};
+    th_worker_start(&fx->w, "crm-whatsapp-worker", defaults, extra);
 }
 
 static void fixture_fini(fixture_t *fx)
 {
-    stop_worker(fx);
+    th_worker_stop(&fx->w);
     if (fx->meta_running)
         cr_expect_eq(th_proc_stop(&fx->meta, SIGTERM, 20000), 0, "the Meta sandbox did not exit cleanly; see %s",
                      fx->meta.log_path);
-    th_kafka_stop(fx->kafka);
+    th_kafka_stop(fx->w.kafka);
 }
 
 /* ------------------------------------------------------------ dispatches */
@@ -232,117 +189,16 @@ typedef struct dspec {
     const char *tenant;       /* NULL: TENANT */
 } dspec_t;
 
-static void comm_id(const char *tenant, const char *request_id, char out[CMN_UUID_STR_LEN + 1])
-{
-    cr_assert_eq(cmn_uuid_communication_id(tenant, request_id, out), 0);
-}
-
-/* A Dispatch v1 as the router writes it (crm/dispatch.h). */
-static char *dispatch_json(const dspec_t *s)
-{
-    const char *tenant = s->tenant != NULL ? s->tenant : TENANT;
-    char cid[CMN_UUID_STR_LEN + 1], now[40];
-    comm_id(tenant, s->request_id, cid);
-    cmn_time_format_rfc3339(cmn_now_ms(), now, sizeof now);
-    json_object *o = json_object_new_object();
-    json_object *rec = json_object_new_object();
-    json_object_object_add(o, "v", json_object_new_int(1));
-    json_object_object_add(o, "communication_id", json_object_new_string(cid));
-    json_object_object_add(o, "request_id", json_object_new_string(s->request_id));
-    json_object_object_add(o, "tenant_id", json_object_new_string(tenant));
-    json_object_object_add(o, "client_id", json_object_new_string("client-1"));
-    json_object_object_add(o, "message_type", json_object_new_string(s->message_type));
-    json_object_object_add(o, "urgency", json_object_new_string("normal"));
-    json_object_object_add(o, "channel", json_object_new_string(s->channel != NULL ? s->channel : "whatsapp"));
-    json_object_object_add(o, "attempt", json_object_new_int(1));
-    json_object_object_add(o, "hop", json_object_new_int(0));
-    json_object_object_add(o, "to", json_object_new_string(s->to));
-    if (s->name != NULL)
-        json_object_object_add(rec, "name", json_object_new_string(s->name));
-    json_object_object_add(rec, "whatsapp", json_object_new_string(s->to));
-    if (s->locale != NULL) {
-        json_object_object_add(rec, "locale", json_object_new_string(s->locale));
-        json_object_object_add(o, "locale", json_object_new_string(s->locale));
-    }
-    json_object_object_add(o, "recipient", rec);
-    if (s->context != NULL)
-        json_object_object_add(o, "context", json_tokener_parse(s->context));
-    json_object_object_add(o, "fallback", json_object_new_array());
-    json_object_object_add(o, "created_at", json_object_new_string(now));
-    char *text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-    json_object_put(o);
-    return text;
-}
-
-static void produce(fixture_t *fx, const char *key, const char *value)
-{
-    const char *headers[] = {"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", NULL};
-    cr_assert_eq(th_kafka_produce(fx->brokers, TOPIC, key, value, headers), 0, "produce failed");
-}
-
 static void produce_dispatch(fixture_t *fx, const dspec_t *s)
 {
-    char *v = dispatch_json(s);
-    produce(fx, "client-1", v);
-    free(v);
+    th_dispatch_t d = {.tenant = s->tenant != NULL ? s->tenant : TENANT, .request_id = s->request_id,
+                       .channel = s->channel != NULL ? s->channel : "whatsapp", .to = s->to, .name = s->name,
+                       .locale = s->locale, .message_type = s->message_type, .context = s->context,
+                       .recipient_key = "whatsapp"};
+    th_worker_produce_dispatch(&fx->w, &d);
 }
 
 /* ------------------------------------------------------------- statuses */
-
-typedef struct statuses {
-    th_kafka_record_t *recs;
-    size_t n;
-    json_object **objs;
-} statuses_t;
-
-static void read_statuses(fixture_t *fx, size_t expect, statuses_t *st)
-{
-    st->recs = th_kafka_read_all(fx->brokers, "crm.status", expect, 60000, &st->n);
-    cr_assert_not_null(st->recs);
-    st->objs = calloc(st->n + 1, sizeof *st->objs);
-    for (size_t i = 0; i < st->n; i++) {
-        char err[256];
-        st->objs[i] = cmn_json_parse(st->recs[i].value, strlen(st->recs[i].value), err, sizeof err);
-        cr_assert_not_null(st->objs[i], "status %zu is not JSON: %s", i, err);
-    }
-}
-
-static void free_statuses(statuses_t *st)
-{
-    for (size_t i = 0; i < st->n; i++)
-        json_object_put(st->objs[i]);
-    free(st->objs);
-    th_kafka_records_free(st->recs, st->n);
-}
-
-static int count_status(const statuses_t *st, const char *request_id, const char *status)
-{
-    char cid[CMN_UUID_STR_LEN + 1];
-    comm_id(TENANT, request_id, cid);
-    int count = 0;
-    for (size_t i = 0; i < st->n; i++) {
-        if (strcmp(cmn_json_get_string(st->objs[i], "communication_id"), cid) == 0 &&
-            (status == NULL || strcmp(cmn_json_get_string(st->objs[i], "status"), status) == 0))
-            count++;
-    }
-    return count;
-}
-
-/* The status event `status` of request_id; fails unless exactly one exists. */
-static json_object *status_of(const statuses_t *st, const char *request_id, const char *status)
-{
-    char cid[CMN_UUID_STR_LEN + 1];
-    comm_id(TENANT, request_id, cid);
-    json_object *found = NULL;
-    for (size_t i = 0; i < st->n; i++) {
-        if (strcmp(cmn_json_get_string(st->objs[i], "communication_id"), cid) == 0 &&
-            strcmp(cmn_json_get_string(st->objs[i], "status"), status) == 0)
-            found = st->objs[i];
-    }
-    cr_assert_eq(count_status(st, request_id, status), 1, "%s: %d '%s' events", request_id,
-                 count_status(st, request_id, status), status);
-    return found;
-}
 
 static const char *str(json_object *o, const char *key)
 {
@@ -353,28 +209,6 @@ static const char *str(json_object *o, const char *key)
 static const char *detail(json_object *ev, const char *key)
 {
     return str(cmn_json_get_object(ev, "details"), key);
-}
-
-static void get_metrics(fixture_t *fx, char *body, size_t len)
-{
-    char url[64];
-    long code = 0;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", fx->port);
-    cr_assert_eq(th_http("GET", url, NULL, NULL, &code, body, len), 0);
-    cr_assert_eq(code, 200);
-}
-
-/* The worker's log must hold none of the secrets and numbers. */
-static void expect_clean_log(const fixture_t *fx, const char *const *forbidden)
-{
-    static char logbuf[1 << 21];
-    FILE *lf = fopen(fx->proc.log_path, "r");
-    cr_assert_not_null(lf);
-    size_t ln = fread(logbuf, 1, sizeof logbuf - 1, lf);
-    logbuf[ln] = '\0';
-    fclose(lf);
-    for (size_t i = 0; forbidden[i] != NULL; i++)
-        cr_expect_null(strstr(logbuf, forbidden[i]), "the log holds \"%s\" (%s)", forbidden[i], fx->proc.log_path);
 }
 
 /* ------------------------------------------------------------------ tests */
@@ -432,14 +266,14 @@ Test(whatsapp_worker, window_decides_text_or_template_and_failures_are_classifie
     produce_dispatch(&fx, &buttons);
     produce_dispatch(&fx, &reengage);
     produce_dispatch(&fx, &throttled);
-    produce(&fx, "client-1", "{\"v\":1,\"communication_id\":");
+    th_worker_produce(&fx.w, "client-1", "{\"v\":1,\"communication_id\":");
     produce_dispatch(&fx, &sms);
 
     /* sending + outcome for the five that reach Meta, one failed for none. */
-    statuses_t st;
-    read_statuses(&fx, 11, &st);
+    th_statuses_t st;
+    th_worker_read_statuses(&fx.w, 11, &st);
     size_t ndlq = 0;
-    th_kafka_record_t *dlq = th_kafka_read_all(fx.brokers, "crm.dlq", 2, 30000, &ndlq);
+    th_kafka_record_t *dlq = th_kafka_read_all(fx.w.brokers, "crm.dlq", 2, 30000, &ndlq);
     json_object *reqs = meta_requests(&fx);
     int count = 0;
     char cid[CMN_UUID_STR_LEN + 1];
@@ -451,15 +285,15 @@ Test(whatsapp_worker, window_decides_text_or_template_and_failures_are_classifie
     cr_expect_eq(json_object_get_int(json_object_object_get(r, "status")), 200, "the sandbox refused it: %s",
                  json_object_to_json_string(r));
     json_object *body = cmn_json_get_object(r, "body");
-    comm_id(TENANT, "wa-text", cid);
+    th_worker_comm_id(TENANT, "wa-text", cid);
     cr_expect_str_eq(str(body, "type"), "text");
     cr_expect_str_eq(str(body, "biz_opaque_callback_data"), cid);
     cr_expect_str_eq(str(body, "messaging_product"), "whatsapp");
     const char *text_body = str(cmn_json_get_object(body, "text"), "body");
     cr_expect_not_null(strstr(text_body, "Hello Zoë,"), "%s", text_body);
     cr_expect_not_null(strstr(text_body, "*24/11/2026* at *14:30*"), "%s", text_body);
-    json_object *sent = status_of(&st, "wa-text", "sent");
-    status_of(&st, "wa-text", "sending");
+    json_object *sent = th_status_of(&st, "wa-text", "sent");
+    th_status_of(&st, "wa-text", "sending");
     cr_expect_str_eq(str(sent, "provider_message_id"), str(r, "wamid"));
     cr_expect(strncmp(str(sent, "provider_message_id"), "wamid.", 6) == 0);
     cr_expect_str_eq(str(sent, "provider"), "meta");
@@ -482,9 +316,9 @@ Test(whatsapp_worker, window_decides_text_or_template_and_failures_are_classifie
     cr_assert_eq(json_object_array_length(bparams), 3);
     cr_expect_str_eq(str(json_object_array_get_idx(bparams, 0), "text"), "24/11/2026");
     cr_expect_str_eq(str(json_object_array_get_idx(bparams, 1), "text"), "14:30");
-    comm_id(TENANT, "wa-template", cid);
+    th_worker_comm_id(TENANT, "wa-template", cid);
     cr_expect_str_eq(str(body, "biz_opaque_callback_data"), cid);
-    sent = status_of(&st, "wa-template", "sent");
+    sent = th_status_of(&st, "wa-template", "sent");
     cr_expect_str_eq(str(sent, "provider_message_id"), str(r, "wamid"));
     cr_expect_str_eq(detail(sent, "window"), "closed");
     cr_expect_str_eq(detail(sent, "kind"), "template");
@@ -492,10 +326,10 @@ Test(whatsapp_worker, window_decides_text_or_template_and_failures_are_classifie
     cr_expect_str_eq(detail(sent, "language"), "fr");
 
     /* ---- no window and no template: failed at once, Meta never asked. */
-    json_object *f = status_of(&st, "wa-none", "failed");
+    json_object *f = th_status_of(&st, "wa-none", "failed");
     cr_expect_str_eq(str(f, "reason"), "no_template_outside_window");
     cr_expect_str_eq(str(f, "error_code"), "no_template_outside_window");
-    cr_expect_eq(count_status(&st, "wa-none", "sending"), 0);
+    cr_expect_eq(th_status_count(&st, "wa-none", "sending"), 0);
     cr_expect_null(meta_find(reqs, P_NONE + 1, &count), "a message without a template reached Meta");
 
     /* ---- interactive reply buttons. */
@@ -505,11 +339,11 @@ Test(whatsapp_worker, window_decides_text_or_template_and_failures_are_classifie
     json_object *inter = cmn_json_get_object(cmn_json_get_object(r, "body"), "interactive");
     cr_expect_str_eq(str(inter, "type"), "button");
     cr_expect_not_null(strstr(str(cmn_json_get_object(inter, "body"), "text"), "*24.11.2026* um *14:30*"));
-    status_of(&st, "wa-buttons", "sent");
+    th_status_of(&st, "wa-buttons", "sent");
 
     /* ---- 131047 from Meta: permanent, with Meta's code and reason. */
-    f = status_of(&st, "wa-131047", "failed");
-    status_of(&st, "wa-131047", "sending");
+    f = th_status_of(&st, "wa-131047", "failed");
+    th_status_of(&st, "wa-131047", "sending");
     cr_expect_str_eq(str(f, "error_code"), "131047");
     cr_expect_str_eq(str(f, "reason"), "outside_window");
     cr_expect_not_null(strstr(str(f, "error_message"), "Re-engagement message"), "%s", str(f, "error_message"));
@@ -517,7 +351,7 @@ Test(whatsapp_worker, window_decides_text_or_template_and_failures_are_classifie
     cr_expect_null(cmn_json_get_string(f, "provider_message_id"));
 
     /* ---- 130429 with HTTP 429: retryable. */
-    f = status_of(&st, "wa-130429", "failed");
+    f = th_status_of(&st, "wa-130429", "failed");
     cr_expect_str_eq(str(f, "error_code"), "130429");
     cr_expect(strncmp(str(f, "error_message"), "retryable: (#130429) Rate limit hit", 35) == 0, "%s",
               str(f, "error_message"));
@@ -536,29 +370,18 @@ Test(whatsapp_worker, window_decides_text_or_template_and_failures_are_classifie
 
     /* ---- the DLQ: malformed JSON and an SMS dispatch on the WhatsApp topic. */
     cr_expect_eq(ndlq, 2);
-    int seen_json = 0, seen_channel = 0;
-    for (size_t i = 0; i < ndlq; i++) {
-        char err[256];
-        json_object *h = cmn_json_parse(dlq[i].headers_json, strlen(dlq[i].headers_json), err, sizeof err);
-        cr_assert_not_null(h);
-        const char *reason = str(h, "x-crm-dlq-reason");
-        cr_expect_str_eq(str(h, "x-crm-dlq-service"), "crm-whatsapp-worker");
-        cr_expect_str_eq(str(h, "x-crm-dlq-source-topic"), TOPIC);
-        seen_json += strstr(reason, "malformed JSON") != NULL;
-        seen_channel += strstr(reason, "wrong channel: a sms dispatch") != NULL;
-        json_object_put(h);
-    }
-    cr_expect_eq(seen_json, 1);
-    cr_expect_eq(seen_channel, 1);
+    const char *const reasons[] = {"malformed JSON", "wrong channel: a sms dispatch", NULL};
+    int seen[2];
+    th_worker_check_dlq(&fx.w, dlq, ndlq, "crm-whatsapp-worker", NULL, reasons, seen);
+    for (size_t k = 0; reasons[k] != NULL; k++)
+        cr_expect_eq(seen[k], 1, "%s", reasons[k]);
     th_kafka_records_free(dlq, ndlq);
-    cr_expect_eq(count_status(&st, "wa-sms", NULL), 0);
-    for (size_t i = 0; i < st.n; i++)
-        cr_expect_not_null(strstr(st.recs[i].headers_json, "4bf92f3577b34da6a3ce929d0e0e4736"), "trace lost: %s",
-                           st.recs[i].headers_json);
-    free_statuses(&st);
+    cr_expect_eq(th_status_count(&st, "wa-sms", NULL), 0);
+    th_statuses_expect_traced(&fx.w, &st);
+    th_statuses_free(&st);
 
     static char metrics[1 << 16];
-    get_metrics(&fx, metrics, sizeof metrics);
+    cr_assert_eq(th_worker_metrics(&fx.w, metrics, sizeof metrics), 200);
     cr_expect_not_null(strstr(metrics, "whatsapp_sent_total 3"), "%s", metrics);
     cr_expect_not_null(strstr(metrics, "whatsapp_failed_total{class=\"permanent\"} 2"), "%s", metrics);
     cr_expect_not_null(strstr(metrics, "whatsapp_failed_total{class=\"retryable\"} 1"), "%s", metrics);
@@ -568,10 +391,10 @@ Test(whatsapp_worker, window_decides_text_or_template_and_failures_are_classifie
     cr_expect_not_null(strstr(metrics, "whatsapp_window_checks_total{window=\"none\"} 1"), "%s", metrics);
     cr_expect_not_null(strstr(metrics, "whatsapp_prepared_total{form=\"template\"} 1"), "%s", metrics);
 
-    cr_expect_eq(stop_worker(&fx), 0, "exit status after SIGTERM; see %s", fx.proc.log_path);
+    cr_expect_eq(th_worker_stop(&fx.w), 0, "exit status after SIGTERM; see %s", fx.w.proc.log_path);
     const char *forbidden[] = {P_OPEN + 2, P_CLOSED + 2, P_NONE + 2, P_BUTTONS + 2, P_131047 + 2, P_130429 + 2,
                                ACCESS_TOKEN, DATA_KEY, "Zoë", NULL};
-    expect_clean_log(&fx, forbidden);
+    th_worker_expect_clean_log(&fx.w, forbidden);
     fixture_fini(&fx);
 }
 
@@ -605,8 +428,8 @@ Test(whatsapp_worker, twilio_body_inside_content_template_outside, .timeout = 30
     produce_dispatch(&fx, &stop);
     produce_dispatch(&fx, &none);
 
-    statuses_t st;
-    read_statuses(&fx, 7, &st);
+    th_statuses_t st;
+    th_worker_read_statuses(&fx.w, 7, &st);
     json_object *reqs = th_twilio_wait_requests(&tw, 3, 30000);
     cr_assert_not_null(reqs);
     int count = 0;
@@ -620,9 +443,9 @@ Test(whatsapp_worker, twilio_body_inside_content_template_outside, .timeout = 30
     cr_expect_not_null(strstr(str(params, "Body"), "Gracias: hemos recibido su pago de *42,00 €*"), "%s",
                        str(params, "Body"));
     cr_expect(!cmn_json_has(params, "ContentSid"));
-    comm_id(TENANT, "tw-text", cid);
+    th_worker_comm_id(TENANT, "tw-text", cid);
     cr_expect_not_null(strstr(str(params, "StatusCallback"), cid), "%s", str(params, "StatusCallback"));
-    json_object *sent = status_of(&st, "tw-text", "sent");
+    json_object *sent = th_status_of(&st, "tw-text", "sent");
     cr_expect_str_eq(str(sent, "provider_message_id"), str(r, "sid"));
     cr_expect(strncmp(str(sent, "provider_message_id"), "SM", 2) == 0);
     cr_expect_str_eq(str(sent, "provider"), "twilio");
@@ -633,23 +456,23 @@ Test(whatsapp_worker, twilio_body_inside_content_template_outside, .timeout = 30
     cr_expect_str_eq(str(params, "ContentSid"), "HX00000000000000000000000000000c04", "the German Content SID");
     cr_expect_str_eq(str(params, "ContentVariables"), "{\"1\":\"42,00 €\",\"2\":\"R-1001\"}");
     cr_expect(!cmn_json_has(params, "Body"), "Twilio refuses Body with ContentSid");
-    sent = status_of(&st, "tw-template", "sent");
+    sent = th_status_of(&st, "tw-template", "sent");
     cr_expect_str_eq(detail(sent, "kind"), "template");
     cr_expect_str_eq(detail(sent, "content_sid"), "HX00000000000000000000000000000c04");
 
-    json_object *f = status_of(&st, "tw-21610", "failed");
+    json_object *f = th_status_of(&st, "tw-21610", "failed");
     cr_expect_str_eq(str(f, "error_code"), "21610");
     cr_expect_str_eq(str(f, "reason"), "unsubscribed");
 
-    f = status_of(&st, "tw-none", "failed");
+    f = th_status_of(&st, "tw-none", "failed");
     cr_expect_str_eq(str(f, "reason"), "no_template_outside_window");
     cr_expect_null(th_twilio_find(reqs, "whatsapp:" P_NONE, &count));
     json_object_put(reqs);
-    free_statuses(&st);
+    th_statuses_free(&st);
 
-    cr_expect_eq(stop_worker(&fx), 0, "see %s", fx.proc.log_path);
+    cr_expect_eq(th_worker_stop(&fx.w), 0, "see %s", fx.w.proc.log_path);
     const char *forbidden[] = {P_OPEN + 2, P_CLOSED + 2, P_21610 + 2, TH_TWILIO_AUTH_TOKEN, DATA_KEY, NULL};
-    expect_clean_log(&fx, forbidden);
+    th_worker_expect_clean_log(&fx.w, forbidden);
     th_twilio_stop(&tw);
     fixture_fini(&fx);
 }
@@ -667,23 +490,23 @@ Test(whatsapp_worker, database_down_templates_still_go_out, .timeout = 300)
     dspec_t none = {"db-none", NULL, P_NONE, "Bob", "en", "welcome", NULL, NULL};
     produce_dispatch(&fx, &tpl);
     produce_dispatch(&fx, &none);
-    statuses_t st;
-    read_statuses(&fx, 3, &st);
+    th_statuses_t st;
+    th_worker_read_statuses(&fx.w, 3, &st);
     /* A template is allowed in and out of the window: it goes out. */
-    json_object *sent = status_of(&st, "db-template", "sent");
+    json_object *sent = th_status_of(&st, "db-template", "sent");
     cr_expect_str_eq(detail(sent, "window"), "unknown");
     cr_expect_str_eq(detail(sent, "kind"), "template");
     /* Free text without a fallback template: retry later, not a verdict. */
-    json_object *f = status_of(&st, "db-none", "failed");
+    json_object *f = th_status_of(&st, "db-none", "failed");
     cr_expect_str_eq(str(f, "error_code"), "window_unknown");
     cr_expect(strncmp(str(f, "error_message"), "retryable: ", 11) == 0, "%s", str(f, "error_message"));
-    free_statuses(&st);
+    th_statuses_free(&st);
     int count = 0;
     json_object *reqs = meta_requests(&fx);
     cr_expect_not_null(meta_find(reqs, P_OPEN + 1, &count));
     cr_expect_null(meta_find(reqs, P_NONE + 1, &count));
     json_object_put(reqs);
-    cr_expect_eq(stop_worker(&fx), 0, "see %s", fx.proc.log_path);
+    cr_expect_eq(th_worker_stop(&fx.w), 0, "see %s", fx.w.proc.log_path);
     fixture_fini(&fx);
 }
 
@@ -720,7 +543,7 @@ Test(whatsapp_worker, bad_configuration_stops_at_start)
         char *env[12];
         size_t n = 0;
         for (size_t k = 0; base[k] != NULL; k++) {
-            if (!overridden(CASES[i].env, base[k]))
+            if (!th_worker_env_overridden(CASES[i].env, base[k]))
                 env[n++] = (char *)base[k];
         }
         for (size_t k = 0; CASES[i].env[k] != NULL; k++)
