@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "crm/dispatch.h"
 #include "crm/err.h"
 #include "crm/mustache.h"
 #include "crm/request.h"
@@ -537,4 +538,73 @@ const char *cmn_templates_fallback(const cmn_templates_t *t)
 size_t cmn_templates_preloaded(const cmn_templates_t *t)
 {
     return t != NULL ? t->preloaded : 0;
+}
+
+/* Adds key -> value to obj taking a new reference on value. */
+static int data_add_ref(json_object *obj, const char *key, json_object *value)
+{
+    json_object *ref = json_object_get(value);
+    if (json_object_object_add(obj, key, ref) != 0) {
+        json_object_put(ref);
+        return CMN_ERR_NOMEM;
+    }
+    return 0;
+}
+
+/* Adds key -> a copy of value; NULL adds nothing. */
+static int data_add_string(json_object *obj, const char *key, const char *value)
+{
+    if (value == NULL)
+        return 0;
+    json_object *s = json_object_new_string(value);
+    if (s == NULL || json_object_object_add(obj, key, s) != 0) {
+        json_object_put(s);
+        return CMN_ERR_NOMEM;
+    }
+    return 0;
+}
+
+json_object *cmn_templates_data_new(json_object *context, const cmn_recipient_t *r, cmn_channel_t address_channel)
+{
+    int rc = 0;
+    json_object *data = json_object_new_object();
+    json_object *recipient = json_object_new_object();
+    if (data == NULL || recipient == NULL)
+        goto fail;
+    if (context != NULL && json_object_is_type(context, json_type_object)) {
+        json_object_object_foreach(context, key, val)
+        {
+            if (strcmp(key, "recipient") == 0 && json_object_is_type(val, json_type_object)) {
+                json_object_object_foreach(val, rkey, rval)
+                {
+                    if (rc == 0)
+                        rc = data_add_ref(recipient, rkey, rval);
+                }
+            } else if (rc == 0) {
+                rc = data_add_ref(data, key, val);
+            }
+        }
+    }
+    /* The dispatch's recipient is the validated one: it wins over a
+     * "recipient" object a producer put into the context. */
+    if (rc == 0 && r != NULL) {
+        rc = data_add_string(recipient, "name", r->name);
+        if (rc == 0 && address_channel == CMN_CHANNEL_EMAIL)
+            rc = data_add_string(recipient, "email", r->email);
+        if (rc == 0 && address_channel == CMN_CHANNEL_SMS)
+            rc = data_add_string(recipient, "phone", r->phone);
+        if (rc == 0 && address_channel == CMN_CHANNEL_WHATSAPP)
+            rc = data_add_string(recipient, "whatsapp", r->whatsapp);
+        if (rc == 0)
+            rc = data_add_string(recipient, "locale", r->locale);
+    }
+    if (rc != 0)
+        goto fail;
+    if (json_object_object_add(data, "recipient", recipient) != 0)
+        goto fail;
+    return data;
+fail:
+    json_object_put(recipient);
+    json_object_put(data);
+    return NULL;
 }

@@ -117,66 +117,7 @@ cleanup:
     return rc;
 }
 
-/* Adds key -> value to obj taking a new reference on value. */
-static int add_ref(json_object *obj, const char *key, json_object *value)
-{
-    json_object *ref = json_object_get(value);
-    if (json_object_object_add(obj, key, ref) != 0) {
-        json_object_put(ref);
-        return CMN_ERR_NOMEM;
-    }
-    return 0;
-}
-
-static int add_string(json_object *obj, const char *key, const char *value)
-{
-    if (value == NULL)
-        return 0;
-    json_object *s = json_object_new_string(value);
-    if (s == NULL || json_object_object_add(obj, key, s) != 0) {
-        json_object_put(s);
-        return CMN_ERR_NOMEM;
-    }
-    return 0;
-}
-
 json_object *sms_templates_data_new(json_object *context, const cmn_recipient_t *r)
 {
-    int rc = 0;
-    json_object *data = json_object_new_object();
-    json_object *recipient = json_object_new_object();
-    if (data == NULL || recipient == NULL)
-        goto fail;
-    if (context != NULL && json_object_is_type(context, json_type_object)) {
-        json_object_object_foreach(context, key, val)
-        {
-            if (strcmp(key, "recipient") == 0 && json_object_is_type(val, json_type_object)) {
-                json_object_object_foreach(val, rkey, rval)
-                {
-                    if (rc == 0)
-                        rc = add_ref(recipient, rkey, rval);
-                }
-            } else if (rc == 0) {
-                rc = add_ref(data, key, val);
-            }
-        }
-    }
-    /* The dispatch's recipient is the validated one: it wins over a
-     * "recipient" object a producer put into the context. */
-    if (rc == 0 && r != NULL) {
-        rc = add_string(recipient, "name", r->name);
-        if (rc == 0)
-            rc = add_string(recipient, "phone", r->phone);
-        if (rc == 0)
-            rc = add_string(recipient, "locale", r->locale);
-    }
-    if (rc != 0)
-        goto fail;
-    if (json_object_object_add(data, "recipient", recipient) != 0)
-        goto fail;
-    return data;
-fail:
-    json_object_put(recipient);
-    json_object_put(data);
-    return NULL;
+    return cmn_templates_data_new(context, r, CMN_CHANNEL_SMS);
 }

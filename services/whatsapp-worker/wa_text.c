@@ -109,35 +109,5 @@ int wa_text_render(const wa_text_t *t, const char *name, const char *locale, jso
 
 json_object *wa_text_data_new(json_object *context, const cmn_recipient_t *r)
 {
-    json_object *data = json_object_new_object();
-    json_object *rec = json_object_new_object();
-    if (data == NULL || rec == NULL)
-        goto fail;
-    if (context != NULL && json_object_is_type(context, json_type_object)) {
-        json_object_object_foreach(context, key, val)
-        {
-            if (strcmp(key, "recipient") == 0 && json_object_is_type(val, json_type_object)) {
-                json_object_object_foreach(val, rkey, rval)
-                {
-                    if (json_object_object_add(rec, rkey, json_object_get(rval)) != 0)
-                        goto fail;
-                }
-                continue;
-            }
-            if (json_object_object_add(data, key, json_object_get(val)) != 0)
-                goto fail;
-        }
-    }
-    if (r != NULL && r->name != NULL && json_object_object_add(rec, "name", json_object_new_string(r->name)) != 0)
-        goto fail;
-    if (r != NULL && r->locale != NULL &&
-        json_object_object_add(rec, "locale", json_object_new_string(r->locale)) != 0)
-        goto fail;
-    if (json_object_object_add(data, "recipient", rec) != 0)
-        goto fail;
-    return data;
-fail:
-    json_object_put(rec);
-    json_object_put(data);
-    return NULL;
+    return cmn_templates_data_new(context, r, CMN_CHANNEL_NONE);
 }

@@ -348,3 +348,44 @@ Test(templates, preload_loads_everything_and_then_never_reads)
     cr_expect_not_null(strstr(err, "broken/en/" FILE_NAME ": line"), "%s", err);
     drop_tree();
 }
+
+Test(templates, data_merges_context_and_the_validated_recipient)
+{
+    json_object *ctx = json_tokener_parse("{\"amount\":\"9 EUR\",\"recipient\":{\"name\":\"Forged\",\"vip\":true}}");
+    cmn_recipient_t r = {0};
+    r.name = "Ana";
+    r.email = "ana@example.com";
+    r.phone = "+33612345678";
+    r.whatsapp = "+33612345679";
+    r.locale = "fr";
+
+    json_object *d = cmn_templates_data_new(ctx, &r, CMN_CHANNEL_EMAIL);
+    cr_assert_not_null(d);
+    json_object *rec = json_object_object_get(d, "recipient");
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(d, "amount")), "9 EUR");
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(rec, "name")), "Ana", "validated name wins");
+    cr_expect(json_object_get_boolean(json_object_object_get(rec, "vip")), "context.recipient members kept");
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(rec, "email")), "ana@example.com");
+    cr_expect_null(json_object_object_get(rec, "phone"), "only the channel's own address");
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(rec, "locale")), "fr");
+    json_object_put(d);
+
+    d = cmn_templates_data_new(ctx, &r, CMN_CHANNEL_SMS);
+    rec = json_object_object_get(d, "recipient");
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(rec, "phone")), "+33612345678");
+    cr_expect_null(json_object_object_get(rec, "email"));
+    json_object_put(d);
+
+    d = cmn_templates_data_new(ctx, &r, CMN_CHANNEL_NONE);
+    rec = json_object_object_get(d, "recipient");
+    cr_expect_null(json_object_object_get(rec, "email"));
+    cr_expect_null(json_object_object_get(rec, "phone"));
+    cr_expect_null(json_object_object_get(rec, "whatsapp"));
+    json_object_put(d);
+
+    d = cmn_templates_data_new(NULL, NULL, CMN_CHANNEL_EMAIL);
+    cr_assert_not_null(d, "no context and no recipient still give an object");
+    cr_expect(json_object_is_type(json_object_object_get(d, "recipient"), json_type_object));
+    json_object_put(d);
+    json_object_put(ctx);
+}

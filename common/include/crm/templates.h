@@ -42,6 +42,8 @@
 #include <stddef.h>
 
 #include "crm/buf.h"
+#include "crm/channel.h"
+#include "crm/request.h"
 
 /* Longest locale tag handled (the request validator's limit). */
 #define CMN_TEMPLATES_LOCALE_MAX 64
@@ -133,5 +135,13 @@ int cmn_templates_render(cmn_templates_t *t, const char *tmpl, size_t tmpl_len, 
 
 /* Frees the texts parked in lease and empties it. NULL is a no-op. */
 void cmn_templates_lease_release(cmn_templates_lease_t *lease);
+
+/* The data a message template renders with: the dispatch context's members
+ * (borrowed by reference) plus a "recipient" object that merges
+ * context.recipient with the validated recipient's name, locale and, unless
+ * address_channel is CMN_CHANNEL_NONE, its address for that channel (the
+ * validated values win). context and r may be NULL. Returns a new object the
+ * caller puts, or NULL when out of memory. */
+json_object *cmn_templates_data_new(json_object *context, const cmn_recipient_t *r, cmn_channel_t address_channel);
 
 #endif
