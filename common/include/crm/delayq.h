@@ -1,0 +1,89 @@
+/* delayq.h - the consumer of one family of delay tiers (crm.retry.<ch>.* or
+ * crm.defer.*), running on its own thread inside a service.
+ *
+ * It subscribes to every tier topic of its family (its own consumer group),
+ * and for the head record of each assigned partition asks
+ * cmn_delay_next_step() what to do:
+ *   DELIVER  - produce the record to its x-crm-target (key, value and every
+ *              header unchanged), then commit;
+ *   REDELAY  - produce it again, unchanged, to the tier chosen for the
+ *              remaining wait, then commit (a long wait cycles);
+ *   PAUSE    - pause the partition until the head is released, and sleep in
+ *              poll until the earliest paused head is ready (no busy polling;
+ *              other partitions and tiers go on).
+ * A record whose headers fail cmn_delay_headers_parse() goes to crm.dlq with
+ * the reason; offsets are committed only after the produce is acknowledged,
+ * so a crash re-delivers (at least once), never loses.
+ *
+ * An optional guard lets the owner veto a due record at delivery time (the
+ * router re-checks nothing here; the guard exists for receipt-driven
+ * fallback): it is called for a DELIVER record that carries the header
+ * x-crm-guard and answers deliver / drop.
+ *
+ * Threading: cmn_delayq_start() runs the loop on a thread of its own, with
+ * its own producer and consumer; every callback runs on that thread.
+ * cmn_delayq_is_ready() may be called from any thread. */
+#ifndef CRM_DELAYQ_H
+#define CRM_DELAYQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crm/channel.h"
+#include "crm/delay.h"
+#include "crm/kafka.h"
+#include "crm/log.h"
+#include "crm/metrics.h"
+
+#define CMN_HDR_GUARD "x-crm-guard"
+
+typedef enum cmn_delayq_verdict {
+    CMN_DELAYQ_DELIVER = 0, /* produce to the target */
+    CMN_DELAYQ_DROP = 1,    /* commit without producing (the guard's condition no longer holds) */
+    CMN_DELAYQ_RETRY = 2    /* cannot decide now (e.g. database down): keep the record, try again shortly */
+} cmn_delayq_verdict_t;
+
+/* guard: called on the delay thread for a due record with an x-crm-guard
+ * header; value is the header's bytes (borrowed, not NUL-terminated). */
+typedef cmn_delayq_verdict_t (*cmn_delayq_guard_fn)(void *guard_ctx, const cmn_kafka_message_t *rec,
+                                                    const char *value, size_t value_len);
+
+typedef struct cmn_delayq_config {
+    const char *service;            /* e.g. "crm-sms-worker": client id prefix and DLQ header */
+    const char *brokers;
+    const char *group_id;           /* e.g. "crm-sms-worker-retry", "crm-router-defer" */
+    const char *const *kafka_extra; /* NULL-terminated "key=value" librdkafka properties, or NULL */
+    cmn_delay_kind_t kind;          /* CMN_DELAY_RETRY or CMN_DELAY_DEFER */
+    cmn_channel_t channel;          /* the channel of a RETRY family; CMN_CHANNEL_NONE for DEFER */
+    int ack_timeout_ms;             /* wait for produce acknowledgements; 0 means 30000 */
+    int session_timeout_ms;         /* 0 keeps librdkafka's */
+    int max_sleep_ms;               /* longest poll, so a stop is noticed; 0 means 500 */
+    cmn_delayq_guard_fn guard;      /* may be NULL: every due record is delivered */
+    void *guard_ctx;
+    const cmn_log_t *log;           /* borrowed, required */
+    cmn_metrics_t *metrics;         /* borrowed, may be NULL; registers <prefix>_delay_* series */
+} cmn_delayq_config_t;
+
+typedef struct cmn_delayq cmn_delayq_t;
+
+/* Creates the producer and consumer (not yet subscribed). cfg is copied; its
+ * pointers are borrowed and must outlive the queue. NULL with the reason in
+ * errstr. */
+cmn_delayq_t *cmn_delayq_new(const cmn_delayq_config_t *cfg, char *errstr, size_t errlen);
+
+/* Subscribes and starts the thread. Returns 0 or a negative code. */
+int cmn_delayq_start(cmn_delayq_t *q);
+
+/* Asks the thread to stop, waits for it (the record in hand is finished:
+ * produced, acknowledged, committed), closes the consumer and flushes the
+ * producer. Safe to call twice or on a queue never started. */
+void cmn_delayq_stop(cmn_delayq_t *q);
+
+/* 1 while the thread runs and the consumer is healthy; safe from any
+ * thread (void * to fit cmn_http_config_t.ready). */
+int cmn_delayq_is_ready(void *q);
+
+/* Stops (if needed) and frees. NULL is a no-op. */
+void cmn_delayq_destroy(cmn_delayq_t *q);
+
+#endif
