@@ -12,14 +12,40 @@
 
 #include "crm/err.h"
 #include "crm/json.h"
+#include "ingest_prefs.h"
 
 ingest_route_t ingest_api_route(const char *method, const char *path)
 {
-    if (path == NULL || strcmp(path, INGEST_PATH_COMMUNICATIONS) != 0)
+    char client[CMN_REQ_MAX_ID + 1];
+    if (path == NULL)
         return INGEST_ROUTE_NOT_FOUND;
-    if (method == NULL || strcmp(method, "POST") != 0)
+    if (strcmp(path, INGEST_PATH_COMMUNICATIONS) == 0) {
+        if (method == NULL || strcmp(method, "POST") != 0)
+            return INGEST_ROUTE_METHOD_NOT_ALLOWED;
+        return INGEST_ROUTE_SUBMIT;
+    }
+    if (ingest_prefs_path(path, client, sizeof client)) {
+        if (method != NULL && strcmp(method, "GET") == 0)
+            return INGEST_ROUTE_PREFS_GET;
+        if (method != NULL && strcmp(method, "PUT") == 0)
+            return INGEST_ROUTE_PREFS_PUT;
+        if (method != NULL && strcmp(method, "DELETE") == 0)
+            return INGEST_ROUTE_PREFS_DELETE;
         return INGEST_ROUTE_METHOD_NOT_ALLOWED;
-    return INGEST_ROUTE_SUBMIT;
+    }
+    return INGEST_ROUTE_NOT_FOUND;
+}
+
+const char *ingest_api_allow(const char *path)
+{
+    char client[CMN_REQ_MAX_ID + 1];
+    if (path == NULL)
+        return NULL;
+    if (strcmp(path, INGEST_PATH_COMMUNICATIONS) == 0)
+        return INGEST_ALLOW_COMMUNICATIONS;
+    if (ingest_prefs_path(path, client, sizeof client))
+        return INGEST_ALLOW_PREFERENCES;
+    return NULL;
 }
 
 static const char *skip_ws(const char *s)
@@ -99,9 +125,7 @@ int ingest_api_traceparent_ok(const char *s)
     return is_lower_hex(s + 53, 2, &zero);
 }
 
-/* Fills problem for a 400 and returns CMN_ERR_INVALID. errors (may be NULL)
- * is taken over. */
-static int refuse(ingest_problem_t *problem, const char *title, const char *detail, json_object *errors)
+int ingest_problem_refuse(ingest_problem_t *problem, const char *title, const char *detail, json_object *errors)
 {
     problem->status = 400;
     snprintf(problem->title, sizeof problem->title, "%s", title);
@@ -111,8 +135,7 @@ static int refuse(ingest_problem_t *problem, const char *title, const char *deta
     return CMN_ERR_INVALID;
 }
 
-/* Appends {"field": field, "reason": reason} to errors. */
-static int add_error(json_object *errors, const char *field, const char *reason)
+int ingest_problem_add_error(json_object *errors, const char *field, const char *reason)
 {
     json_object *e = json_object_new_object();
     if (e == NULL)
@@ -138,17 +161,17 @@ static size_t check_batch_envelope(json_object *root, size_t max_batch, json_obj
     {
         (void)member;
         if (strcmp(key, "requests") != 0 && *rc == 0)
-            *rc = add_error(errors, key, "unknown field (a batch has only \"requests\")");
+            *rc = ingest_problem_add_error(errors, key, "unknown field (a batch has only \"requests\")");
     }
     if (arr == NULL || !json_object_is_type(arr, json_type_array)) {
         if (*rc == 0)
-            *rc = add_error(errors, "requests", "must be an array of CommunicationRequest objects");
+            *rc = ingest_problem_add_error(errors, "requests", "must be an array of CommunicationRequest objects");
         return 0;
     }
     size_t n = json_object_array_length(arr);
     if (n == 0) {
         if (*rc == 0)
-            *rc = add_error(errors, "requests", "must contain at least one request");
+            *rc = ingest_problem_add_error(errors, "requests", "must contain at least one request");
         return 0;
     }
     if (n > max_batch) {
@@ -156,7 +179,7 @@ static size_t check_batch_envelope(json_object *root, size_t max_batch, json_obj
          * spend CPU on a client that has to split its batch regardless. */
         snprintf(reason, sizeof reason, "must contain at most %zu requests", max_batch);
         if (*rc == 0)
-            *rc = add_error(errors, "requests", reason);
+            *rc = ingest_problem_add_error(errors, "requests", reason);
         return 0;
     }
     return json_object_array_length(errors) == 0 ? n : 0;
@@ -177,7 +200,7 @@ int ingest_api_parse(const char *body, size_t len, size_t max_batch, int64_t rec
         return CMN_ERR_INVALID;
     root = cmn_json_parse(body, len, err, sizeof err);
     if (root == NULL) {
-        rc = refuse(problem, "Invalid JSON", err, NULL);
+        rc = ingest_problem_refuse(problem, "Invalid JSON", err, NULL);
         goto cleanup;
     }
     errors = json_object_new_array();
@@ -186,9 +209,11 @@ int ingest_api_parse(const char *body, size_t len, size_t max_batch, int64_t rec
         goto cleanup;
     }
     if (!json_object_is_type(root, json_type_object)) {
-        rc = add_error(errors, "request", "must be a CommunicationRequest object or {\"requests\":[...]}");
+        rc = ingest_problem_add_error(errors, "request",
+                                      "must be a CommunicationRequest object or {\"requests\":[...]}");
         if (rc == 0) {
-            rc = refuse(problem, "Invalid request", "The body is not a JSON object; nothing was accepted.", errors);
+            rc = ingest_problem_refuse(problem, "Invalid request",
+                                       "The body is not a JSON object; nothing was accepted.", errors);
             errors = NULL;
         }
         goto cleanup;
@@ -199,7 +224,8 @@ int ingest_api_parse(const char *body, size_t len, size_t max_batch, int64_t rec
         if (rc != 0)
             goto cleanup;
         if (n == 0) {
-            rc = refuse(problem, "Invalid request", "The batch envelope is invalid; nothing was accepted.", errors);
+            rc = ingest_problem_refuse(problem, "Invalid request",
+                                       "The batch envelope is invalid; nothing was accepted.", errors);
             errors = NULL;
             goto cleanup;
         }
@@ -233,7 +259,7 @@ int ingest_api_parse(const char *body, size_t len, size_t max_batch, int64_t rec
         size_t nerr = json_object_array_length(errors);
         snprintf(detail, sizeof detail, "%zu field%s failed validation; nothing was accepted.", nerr,
                  nerr == 1 ? "" : "s");
-        rc = refuse(problem, "Invalid request", detail, errors);
+        rc = ingest_problem_refuse(problem, "Invalid request", detail, errors);
         errors = NULL;
         goto cleanup;
     }

@@ -1,4 +1,5 @@
-/* ingest_api.h - the pure part of POST /v1/communications.
+/* ingest_api.h - the pure part of POST /v1/communications, and the routing
+ * of every ingest path (the preferences resource is in ingest_prefs.h).
  *
  * Everything here is a function of its inputs: no sockets, no Kafka, no
  * clock, no logging. ingest_server.c is the adapter that feeds it HTTP
@@ -20,11 +21,18 @@
 /* Where a request goes, decided from method and path only. */
 typedef enum ingest_route {
     INGEST_ROUTE_SUBMIT = 0,          /* POST /v1/communications */
+    INGEST_ROUTE_PREFS_GET,           /* GET /v1/clients/{client_id}/preferences */
+    INGEST_ROUTE_PREFS_PUT,           /* PUT /v1/clients/{client_id}/preferences */
+    INGEST_ROUTE_PREFS_DELETE,        /* DELETE /v1/clients/{client_id}/preferences */
     INGEST_ROUTE_METHOD_NOT_ALLOWED,  /* the path exists, the method does not: 405 + Allow */
     INGEST_ROUTE_NOT_FOUND            /* 404 */
 } ingest_route_t;
 
 ingest_route_t ingest_api_route(const char *method, const char *path);
+
+/* The Allow header value of an existing path ("POST", "GET, PUT, DELETE"),
+ * or NULL for a path that does not exist. Static storage. */
+const char *ingest_api_allow(const char *path);
 
 /* 1 when the Content-Type header value is JSON we accept: application/json,
  * case-insensitive, optionally with "; charset=utf-8". Any other charset,
@@ -63,6 +71,14 @@ int ingest_api_parse(const char *body, size_t len, size_t max_batch, int64_t rec
 /* Appends the 202 body: {"communications":[{"request_id","communication_id"},...]},
  * plus a top-level "communication_id" for the single-request form. */
 int ingest_api_accepted_body(const ingest_batch_t *batch, cmn_buf_t *out);
+
+/* Fills problem for a 400 with title and detail, takes over errors (a json-c
+ * array of {"field","reason"}, may be NULL) and returns CMN_ERR_INVALID. */
+int ingest_problem_refuse(ingest_problem_t *problem, const char *title, const char *detail, json_object *errors);
+
+/* Appends {"field": field, "reason": reason} to errors (borrowed strings,
+ * copied). Returns 0 or CMN_ERR_NOMEM. */
+int ingest_problem_add_error(json_object *errors, const char *field, const char *reason);
 
 void ingest_batch_clear(ingest_batch_t *batch);
 void ingest_problem_clear(ingest_problem_t *problem);

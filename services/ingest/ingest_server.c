@@ -1,4 +1,5 @@
-/* ingest_server.c - the HTTP and Kafka adapter of the ingest service.
+/* ingest_server.c - the HTTP, Kafka and PostgreSQL adapter of the ingest
+ * service.
  *
  * POST /v1/communications is answered 202 only after every request of the
  * submission is acknowledged by Kafka (acks=all), so a 202 means "durable":
@@ -8,6 +9,7 @@
 #include "ingest_server.h"
 
 #include <errno.h>
+#include <libpq-fe.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -17,13 +19,17 @@
 
 #include "crm/err.h"
 #include "crm/http.h"
+#include "crm/json.h"
 #include "crm/kafka.h"
 #include "crm/log.h"
 #include "crm/metrics.h"
+#include "crm/preferences.h"
 #include "crm/request.h"
 #include "crm/signal.h"
 #include "crm/time.h"
 #include "ingest_api.h"
+#include "ingest_pool.h"
+#include "ingest_prefs.h"
 
 #define INGEST_SERVICE "ingest"
 #define INGEST_CLIENT_ID "crm-ingest"
@@ -48,6 +54,13 @@ static const cmn_cfg_entry_t CONFIG_TABLE[] = {
      "Largest request body accepted (413 past it).", 1024, 1073741824},
     {"INGEST_KAFKA_TIMEOUT_MS", CMN_CFG_INT, "10000", 0, offsetof(ingest_config_t, kafka_timeout_ms),
      "How long a submission waits for Kafka acknowledgements before answering 503.", 100, 300000},
+    {"DATABASE_URL", CMN_CFG_STRING, "", 1, offsetof(ingest_config_t, database_url),
+     "PostgreSQL of the projections, read by GET /v1/clients/{id}/preferences; empty: that GET answers 503.", 0,
+     0},
+    {"INGEST_DB_POOL_SIZE", CMN_CFG_INT, "4", 0, offsetof(ingest_config_t, db_pool_size),
+     "PostgreSQL connections shared by the HTTP threads for reads.", 1, 256},
+    {"INGEST_DB_TIMEOUT_MS", CMN_CFG_INT, "5000", 0, offsetof(ingest_config_t, db_timeout_ms),
+     "How long a read waits for a PostgreSQL connection (and to connect) before answering 503.", 100, 300000},
 };
 
 const cmn_cfg_entry_t *ingest_config_table(size_t *n)
@@ -66,6 +79,16 @@ int ingest_config_check(const ingest_config_t *cfg, char *errstr, size_t errlen)
         snprintf(errstr, errlen, "LOG_LEVEL: must be debug, info, warn or error");
         return CMN_ERR_CONFIG;
     }
+    if (cfg->database_url != NULL && cfg->database_url[0] != '\0') {
+        /* libpq's parse error may quote the URL (and its password): only
+         * the verdict is reported. */
+        PQconninfoOption *opts = PQconninfoParse(cfg->database_url, NULL);
+        if (opts == NULL) {
+            snprintf(errstr, errlen, "DATABASE_URL: not a valid PostgreSQL connection URL");
+            return CMN_ERR_CONFIG;
+        }
+        PQconninfoFree(opts);
+    }
     return 0;
 }
 
@@ -75,6 +98,8 @@ struct ingest_ctx {
     cmn_metrics_t *metrics;     /* owned */
     cmn_kafka_producer_t *producer; /* owned */
     cmn_http_server_t *http;    /* owned */
+    ingest_pool_t *pool;        /* owned; NULL when DATABASE_URL is empty */
+    atomic_llong last_stamp;    /* the last updated_at given to a preferences snapshot */
     atomic_int accepting;       /* 0 until serving and again once stopping: /readyz answers 503 */
     char timeout_prop[64];      /* "message.timeout.ms=N", borrowed by the producer config */
     const char *kafka_extra[2];
@@ -85,6 +110,8 @@ struct ingest_ctx {
     cmn_counter_t *m_unavailable;
     cmn_histogram_t *m_batch_size;
     cmn_histogram_t *m_latency;
+    cmn_counter_t *m_prefs_stored, *m_prefs_erased, *m_prefs_found, *m_prefs_not_found, *m_prefs_invalid,
+        *m_prefs_unavailable;
 };
 
 /* Readiness. The producer handle is opaque, so whether it has reached a
@@ -211,16 +238,279 @@ out:
     ingest_problem_clear(&problem);
 }
 
+/* ------------------------------------------------- preferences resource */
+
+#define PREFS_SELECT_SQL "SELECT snapshot::text FROM client_preferences WHERE tenant_id = $1 AND client_id = $2"
+
+/* The incoming traceparent when valid, else a new one ("" if even that fails). */
+static void pick_traceparent(const cmn_http_request_t *req, char out[56])
+{
+    const char *incoming = cmn_http_request_header(req, CMN_HDR_TRACEPARENT);
+    if (ingest_api_traceparent_ok(incoming))
+        snprintf(out, 56, "%s", incoming);
+    else if (cmn_kafka_traceparent_new(out) != 0)
+        out[0] = '\0';
+}
+
+/* Produces one crm.preferences record (value NULL: a tombstone) and waits
+ * for its acknowledgement. */
+static int produce_preferences(ingest_ctx_t *ctx, const char *key, const cmn_buf_t *value, const char *traceparent,
+                               char *errstr, size_t errlen)
+{
+    cmn_kafka_batch_t kb;
+    cmn_kafka_header_t hdr = {CMN_HDR_TRACEPARENT, traceparent, strlen(traceparent)};
+    int rc = cmn_kafka_batch_init(&kb);
+    if (rc != 0) {
+        snprintf(errstr, errlen, "%s", cmn_strerror(rc));
+        return rc;
+    }
+    rc = cmn_kafka_produce_in_batch(ctx->producer, &kb, CMN_TOPIC_PREFERENCES, key, strlen(key),
+                                    value != NULL ? value->data : NULL, value != NULL ? value->len : 0, &hdr,
+                                    traceparent[0] != '\0' ? 1 : 0);
+    if (rc != 0)
+        snprintf(errstr, errlen, "produce: %s", cmn_strerror(rc));
+    else
+        rc = cmn_kafka_batch_wait(&kb, (int)ctx->cfg->kafka_timeout_ms, errstr, errlen);
+    cmn_kafka_batch_destroy(&kb);
+    return rc;
+}
+
+/* Answers a refused preferences request and counts it. */
+static void prefs_refused(ingest_ctx_t *ctx, const ingest_problem_t *problem, cmn_http_response_t *resp)
+{
+    char nerr[16];
+    snprintf(nerr, sizeof nerr, "%zu", problem->errors != NULL ? json_object_array_length(problem->errors) : 0);
+    cmn_counter_add(ctx->m_prefs_invalid, 1);
+    cmn_logkv(&ctx->log, CMN_LOG_INFO, NULL, (const char *[]){"errors", nerr, NULL},
+              "preferences request refused: %s", problem->title);
+    cmn_http_problem(resp, problem->status, problem->title, problem->detail, problem->errors);
+}
+
+static void prefs_kafka_unavailable(ingest_ctx_t *ctx, const char *err, cmn_http_response_t *resp)
+{
+    cmn_counter_add(ctx->m_prefs_unavailable, 1);
+    cmn_logkv(&ctx->log, CMN_LOG_WARN, NULL, (const char *[]){"error", err, NULL},
+              "kafka did not acknowledge a preferences change; answering 503");
+    cmn_http_problem(resp, 503, NULL, "The preferences could not be stored in time. Retry later; nothing changed.",
+                     NULL);
+    snprintf(resp->extra_headers, sizeof resp->extra_headers, "Retry-After: %d\r\n", INGEST_RETRY_AFTER_S);
+}
+
+/* A strictly increasing updated_at for this process (see
+ * ingest_prefs_next_stamp): the compare-and-swap makes two threads never
+ * hand out the same millisecond. */
+static int64_t prefs_stamp(ingest_ctx_t *ctx)
+{
+    long long last = atomic_load(&ctx->last_stamp);
+    long long next = 0;
+    do {
+        next = (long long)ingest_prefs_next_stamp((int64_t)last, cmn_now_ms());
+    } while (!atomic_compare_exchange_weak(&ctx->last_stamp, &last, next));
+    return (int64_t)next;
+}
+
+static void prefs_put(ingest_ctx_t *ctx, const cmn_http_request_t *req, const char *client,
+                      cmn_http_response_t *resp)
+{
+    cmn_preferences_t prefs;
+    ingest_problem_t problem;
+    cmn_buf_t value = CMN_BUF_INIT;
+    char key[CMN_PREFS_KEY_MAX], traceparent[56], err[320] = "";
+    memset(&prefs, 0, sizeof prefs);
+    memset(&problem, 0, sizeof problem);
+
+    if (!ingest_api_content_type_ok(cmn_http_request_header(req, "Content-Type"))) {
+        cmn_counter_add(ctx->m_prefs_invalid, 1);
+        cmn_http_problem(resp, 415, NULL, "The body must be sent as Content-Type: application/json.", NULL);
+        goto out;
+    }
+    int rc = ingest_prefs_parse(req->body, req->body_len, client, cmn_http_request_query(req, "tenant_id"),
+                                prefs_stamp(ctx), &prefs, &problem);
+    if (rc == CMN_ERR_INVALID) {
+        prefs_refused(ctx, &problem, resp);
+        goto out;
+    }
+    if (rc == 0)
+        rc = cmn_preferences_key(prefs.tenant_id, prefs.client_id, key, sizeof key);
+    if (rc == 0)
+        rc = cmn_preferences_to_json(&prefs, &value);
+    if (rc != 0) {
+        cmn_log_error(&ctx->log, NULL, "cannot build a preferences snapshot: %s", cmn_strerror(rc));
+        cmn_http_problem(resp, 500, NULL, "The server could not process the request.", NULL);
+        goto out;
+    }
+    pick_traceparent(req, traceparent);
+    rc = produce_preferences(ctx, key, &value, traceparent, err, sizeof err);
+    if (rc != 0) {
+        prefs_kafka_unavailable(ctx, err, resp);
+        goto out;
+    }
+    /* The answer is the snapshot exactly as stored on crm.preferences, so
+     * the caller learns the updated_at it will later read back. */
+    if (cmn_buf_append(&resp->body, value.data, value.len) != 0) {
+        cmn_http_problem(resp, 500, NULL, "The preferences were stored but the answer could not be built.", NULL);
+        goto out;
+    }
+    resp->status = 200;
+    snprintf(resp->content_type, sizeof resp->content_type, "application/json");
+    cmn_counter_add(ctx->m_prefs_stored, 1);
+    cmn_logkv(&ctx->log, CMN_LOG_DEBUG, NULL, (const char *[]){"key", key, NULL}, "preferences stored");
+out:
+    cmn_buf_free(&value);
+    cmn_preferences_clear(&prefs);
+    ingest_problem_clear(&problem);
+}
+
+static void prefs_delete(ingest_ctx_t *ctx, const cmn_http_request_t *req, const char *client,
+                         cmn_http_response_t *resp)
+{
+    ingest_prefs_target_t target;
+    ingest_problem_t problem;
+    char key[CMN_PREFS_KEY_MAX], traceparent[56], err[320] = "";
+    memset(&problem, 0, sizeof problem);
+
+    int rc = ingest_prefs_target(client, cmn_http_request_query(req, "tenant_id"), &target, &problem);
+    if (rc == CMN_ERR_INVALID) {
+        prefs_refused(ctx, &problem, resp);
+        goto out;
+    }
+    if (rc == 0)
+        rc = cmn_preferences_key(target.tenant_id, target.client_id, key, sizeof key);
+    if (rc != 0) {
+        cmn_http_problem(resp, 500, NULL, "The server could not process the request.", NULL);
+        goto out;
+    }
+    pick_traceparent(req, traceparent);
+    /* A tombstone: compaction then removes every older snapshot of the
+     * client from crm.preferences, and the projector deletes the row. */
+    rc = produce_preferences(ctx, key, NULL, traceparent, err, sizeof err);
+    if (rc != 0) {
+        prefs_kafka_unavailable(ctx, err, resp);
+        goto out;
+    }
+    resp->status = 204;
+    cmn_counter_add(ctx->m_prefs_erased, 1);
+    cmn_logkv(&ctx->log, CMN_LOG_INFO, NULL, (const char *[]){"key", key, NULL}, "preferences erased");
+out:
+    ingest_problem_clear(&problem);
+}
+
+/* Reads the projected snapshot into out (canonical JSON). Returns 0, 1 when
+ * there is none, or a negative code with the reason in errstr. */
+static int prefs_read(ingest_ctx_t *ctx, const ingest_prefs_target_t *t, cmn_buf_t *out, char *errstr,
+                      size_t errlen)
+{
+    ingest_pool_lease_t lease;
+    PGresult *res = NULL;
+    json_object *obj = NULL;
+    cmn_preferences_t prefs;
+    memset(&prefs, 0, sizeof prefs);
+
+    int rc = ingest_pool_acquire(ctx->pool, (int)ctx->cfg->db_timeout_ms, &lease, errstr, errlen);
+    if (rc != 0)
+        return rc;
+    const char *params[2] = {t->tenant_id, t->client_id};
+    res = PQexecParams(lease.conn, PREFS_SELECT_SQL, 2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        snprintf(errstr, errlen, "%s", PQresultErrorMessage(res));
+        rc = CMN_ERR_DB;
+        goto cleanup;
+    }
+    if (PQntuples(res) == 0) {
+        rc = 1;
+        goto cleanup;
+    }
+    /* The column is jsonb, which reorders members; parsing and writing it
+     * again gives back the canonical bytes that were PUT. */
+    const char *text = PQgetvalue(res, 0, 0);
+    obj = cmn_json_parse(text, strlen(text), errstr, errlen);
+    if (obj == NULL || cmn_preferences_from_json(obj, "", &prefs, NULL) != 0) {
+        snprintf(errstr, errlen, "the stored snapshot is not a valid ClientPreferences record");
+        rc = CMN_ERR_INVALID;
+        goto cleanup;
+    }
+    rc = cmn_preferences_to_json(&prefs, out);
+cleanup:
+    json_object_put(obj);
+    cmn_preferences_clear(&prefs);
+    PQclear(res);
+    ingest_pool_release(ctx->pool, &lease);
+    return rc;
+}
+
+static void prefs_get(ingest_ctx_t *ctx, const cmn_http_request_t *req, const char *client,
+                      cmn_http_response_t *resp)
+{
+    ingest_prefs_target_t target;
+    ingest_problem_t problem;
+    char err[512] = "";
+    memset(&problem, 0, sizeof problem);
+
+    int rc = ingest_prefs_target(client, cmn_http_request_query(req, "tenant_id"), &target, &problem);
+    if (rc == CMN_ERR_INVALID) {
+        prefs_refused(ctx, &problem, resp);
+        goto out;
+    }
+    if (rc != 0) {
+        cmn_http_problem(resp, 500, NULL, "The server could not process the request.", NULL);
+        goto out;
+    }
+    if (ctx->pool == NULL) {
+        cmn_counter_add(ctx->m_prefs_unavailable, 1);
+        cmn_http_problem(resp, 503, NULL, "Reading preferences is not configured on this server (DATABASE_URL).",
+                         NULL);
+        goto out;
+    }
+    rc = prefs_read(ctx, &target, &resp->body, err, sizeof err);
+    if (rc == 1) {
+        cmn_counter_add(ctx->m_prefs_not_found, 1);
+        cmn_http_problem(resp, 404, NULL,
+                         "No preferences are stored for this client (or a PUT is not projected yet).", NULL);
+        goto out;
+    }
+    if (rc != 0) {
+        cmn_buf_reset(&resp->body);
+        cmn_counter_add(ctx->m_prefs_unavailable, 1);
+        cmn_logkv(&ctx->log, CMN_LOG_WARN, NULL, (const char *[]){"error", err, NULL},
+                  "cannot read preferences; answering 503");
+        cmn_http_problem(resp, 503, NULL, "The preferences could not be read. Retry later.", NULL);
+        snprintf(resp->extra_headers, sizeof resp->extra_headers, "Retry-After: %d\r\n", INGEST_RETRY_AFTER_S);
+        goto out;
+    }
+    resp->status = 200;
+    snprintf(resp->content_type, sizeof resp->content_type, "application/json");
+    cmn_counter_add(ctx->m_prefs_found, 1);
+out:
+    ingest_problem_clear(&problem);
+}
+
 static void handle(void *arg, const cmn_http_request_t *req, cmn_http_response_t *resp)
 {
     ingest_ctx_t *ctx = arg;
+    char client[CMN_REQ_MAX_ID + 1];
+    const char *allow = NULL;
     switch (ingest_api_route(req->method, req->path)) {
     case INGEST_ROUTE_SUBMIT:
         submit(ctx, req, resp);
         break;
+    case INGEST_ROUTE_PREFS_GET:
+        ingest_prefs_path(req->path, client, sizeof client);
+        prefs_get(ctx, req, client, resp);
+        break;
+    case INGEST_ROUTE_PREFS_PUT:
+        ingest_prefs_path(req->path, client, sizeof client);
+        prefs_put(ctx, req, client, resp);
+        break;
+    case INGEST_ROUTE_PREFS_DELETE:
+        ingest_prefs_path(req->path, client, sizeof client);
+        prefs_delete(ctx, req, client, resp);
+        break;
     case INGEST_ROUTE_METHOD_NOT_ALLOWED:
-        cmn_http_problem(resp, 405, NULL, "Use POST on this resource.", NULL);
-        snprintf(resp->extra_headers, sizeof resp->extra_headers, "Allow: %s\r\n", INGEST_ALLOW_COMMUNICATIONS);
+        allow = ingest_api_allow(req->path);
+        cmn_http_problem(resp, 405, NULL, "This method is not allowed on this resource; see the Allow header.",
+                         NULL);
+        snprintf(resp->extra_headers, sizeof resp->extra_headers, "Allow: %s\r\n",
+                 allow != NULL ? allow : INGEST_ALLOW_COMMUNICATIONS);
         break;
     default:
         cmn_http_problem(resp, 404, NULL, "No such resource.", NULL);
@@ -242,8 +532,18 @@ static int register_metrics(ingest_ctx_t *ctx)
     ctx->m_latency = cmn_metrics_histogram(ctx->metrics, "ingest_request_duration_seconds",
                                            "Time to answer a submission, Kafka acknowledgements included.", NULL,
                                            CMN_METRICS_LATENCY_BUCKETS, CMN_METRICS_LATENCY_BUCKETS_N);
+    static const char phelp[] = "Requests to /v1/clients/{client_id}/preferences, by outcome.";
+    static const char pname[] = "ingest_preferences_requests_total";
+    ctx->m_prefs_stored = cmn_metrics_counter(ctx->metrics, pname, phelp, "result=\"stored\"");
+    ctx->m_prefs_erased = cmn_metrics_counter(ctx->metrics, pname, phelp, "result=\"erased\"");
+    ctx->m_prefs_found = cmn_metrics_counter(ctx->metrics, pname, phelp, "result=\"found\"");
+    ctx->m_prefs_not_found = cmn_metrics_counter(ctx->metrics, pname, phelp, "result=\"not_found\"");
+    ctx->m_prefs_invalid = cmn_metrics_counter(ctx->metrics, pname, phelp, "result=\"invalid\"");
+    ctx->m_prefs_unavailable = cmn_metrics_counter(ctx->metrics, pname, phelp, "result=\"unavailable\"");
     if (ctx->m_accepted == NULL || ctx->m_invalid == NULL || ctx->m_unavailable == NULL ||
-        ctx->m_batch_size == NULL || ctx->m_latency == NULL)
+        ctx->m_batch_size == NULL || ctx->m_latency == NULL || ctx->m_prefs_stored == NULL ||
+        ctx->m_prefs_erased == NULL || ctx->m_prefs_found == NULL || ctx->m_prefs_not_found == NULL ||
+        ctx->m_prefs_invalid == NULL || ctx->m_prefs_unavailable == NULL)
         return CMN_ERR_NOMEM;
     return 0;
 }
@@ -263,6 +563,7 @@ ingest_ctx_t *ingest_ctx_new(const ingest_config_t *cfg, char *errstr, size_t er
     }
     ctx->cfg = cfg;
     atomic_init(&ctx->accepting, 0);
+    atomic_init(&ctx->last_stamp, 0);
     cmn_log_init(&ctx->log, INGEST_SERVICE, cfg->log_level);
 
     ctx->metrics = cmn_metrics_new();
@@ -289,6 +590,16 @@ ingest_ctx_t *ingest_ctx_new(const ingest_config_t *cfg, char *errstr, size_t er
     if (ctx->producer == NULL) {
         snprintf(errstr, errlen, "kafka: %s", why);
         goto cleanup;
+    }
+
+    /* No connection is opened here: writes must work while PostgreSQL is
+     * down, so the pool connects on the first read. */
+    if (cfg->database_url != NULL && cfg->database_url[0] != '\0') {
+        ctx->pool = ingest_pool_new(cfg->database_url, (size_t)cfg->db_pool_size, why, sizeof why);
+        if (ctx->pool == NULL) {
+            snprintf(errstr, errlen, "postgresql: %s", why);
+            goto cleanup;
+        }
     }
 
     cmn_http_config_t hcfg = {
@@ -354,6 +665,7 @@ void ingest_ctx_destroy(ingest_ctx_t *ctx)
         cmn_kafka_producer_destroy(ctx->producer);
         ctx->producer = NULL;
     }
+    ingest_pool_destroy(ctx->pool);
     cmn_metrics_destroy(ctx->metrics);
     if (ctx->log.service != NULL)
         cmn_log_info(&ctx->log, NULL, "ingest stopped");

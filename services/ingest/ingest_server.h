@@ -1,9 +1,10 @@
 /* ingest_server.h - the ingest service's context: configuration, the HTTP
- * server and the Kafka producer, and the adapter between them.
+ * server, the Kafka producer and the PostgreSQL pool of the read API, and the
+ * adapter between them.
  *
  * The HTTP handler runs on the server's worker threads; everything it
  * touches in the context is either read-only after ingest_ctx_new() or
- * thread-safe by itself (metrics, producer, atomics). */
+ * thread-safe by itself (metrics, producer, pool, atomics). */
 #ifndef INGEST_SERVER_H
 #define INGEST_SERVER_H
 
@@ -21,12 +22,16 @@ typedef struct ingest_config {
     long max_batch;          /* INGEST_MAX_BATCH */
     long max_body_bytes;     /* INGEST_MAX_BODY_BYTES */
     long kafka_timeout_ms;   /* INGEST_KAFKA_TIMEOUT_MS */
+    char *database_url;      /* DATABASE_URL; "" disables the read API (GET answers 503) */
+    long db_pool_size;       /* INGEST_DB_POOL_SIZE */
+    long db_timeout_ms;      /* INGEST_DB_TIMEOUT_MS */
 } ingest_config_t;
 
 /* The service's configuration table (static storage) and its length in *n. */
 const cmn_cfg_entry_t *ingest_config_table(size_t *n);
 
-/* Checks what the table cannot express (LOG_LEVEL's values). Returns 0 or
+/* Checks what the table cannot express (LOG_LEVEL's values, DATABASE_URL's
+ * syntax when set; never quoting the URL, which may hold a password). Returns 0 or
  * CMN_ERR_CONFIG with one "NAME: reason" line in errstr. */
 int ingest_config_check(const ingest_config_t *cfg, char *errstr, size_t errlen);
 

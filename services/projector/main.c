@@ -1,6 +1,7 @@
 /* crm-projector - keeps the PostgreSQL projections of the communication
- * engine from crm.status. main() only wires configuration, logging, signals
- * and the service's life cycle; everything else is in projector.c. */
+ * engine from crm.status and crm.preferences. main() only wires
+ * configuration, logging, signals and the service's life cycle; everything
+ * else is in projector.c. */
 #include <stdio.h>
 
 #include "crm/config.h"

@@ -23,6 +23,7 @@
 #include "crm/signal.h"
 #include "crm/time.h"
 #include "projector_batch.h"
+#include "projector_prefs.h"
 
 #define PROJECTOR_SERVICE "projector"
 #define PROJECTOR_POLL_MS 500
@@ -103,6 +104,7 @@ struct projector {
     const char *kafka_extra[3];
     /* Handler state, one per consumed topic. */
     projector_status_batch_t status;
+    projector_prefs_batch_t prefs;
     projector_offsets_t offsets;
 };
 
@@ -120,9 +122,13 @@ typedef struct projector_handler {
 static int status_stage(projector_t *p, const cmn_kafka_message_t *m, char *reason, size_t reasonlen);
 static int status_flush(projector_t *p, uint64_t *applied, char *errstr, size_t errlen);
 static void status_reset(projector_t *p);
+static int prefs_stage(projector_t *p, const cmn_kafka_message_t *m, char *reason, size_t reasonlen);
+static int prefs_flush(projector_t *p, uint64_t *applied, char *errstr, size_t errlen);
+static void prefs_reset(projector_t *p);
 
 static const projector_handler_t projector_handlers[] = {
     {CMN_TOPIC_STATUS, status_stage, status_flush, status_reset},
+    {CMN_TOPIC_PREFERENCES, prefs_stage, prefs_flush, prefs_reset},
 };
 #define PROJECTOR_NHANDLERS (sizeof projector_handlers / sizeof projector_handlers[0])
 
@@ -230,6 +236,72 @@ cleanup:
 static void status_reset(projector_t *p)
 {
     projector_status_batch_reset(&p->status);
+}
+
+/* --------------------------------------------------- crm.preferences handler */
+
+static int prefs_stage(projector_t *p, const cmn_kafka_message_t *m, char *reason, size_t reasonlen)
+{
+    return projector_prefs_stage(&p->prefs, m->key, m->key_len, m->value, m->value_len, m->partition, m->offset,
+                                 reason, reasonlen);
+}
+
+/* Runs one of the preferences statements and adds its affected rows. */
+static int prefs_exec(projector_t *p, const char *sql, int nparams, const char *const *values, uint64_t *applied,
+                      char *errstr, size_t errlen)
+{
+    PGresult *res = PQexecParams(p->pg, sql, nparams, NULL, values, NULL, NULL, 0);
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        snprintf(errstr, errlen, "applying preferences: %s", PQresultErrorMessage(res));
+        rc = CMN_ERR_DB;
+    } else {
+        *applied += strtoull(PQcmdTuples(res), NULL, 10);
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int prefs_flush(projector_t *p, uint64_t *applied, char *errstr, size_t errlen)
+{
+    cmn_buf_t del[2] = {CMN_BUF_INIT, CMN_BUF_INIT};
+    cmn_buf_t up[6] = {CMN_BUF_INIT, CMN_BUF_INIT, CMN_BUF_INIT, CMN_BUF_INIT, CMN_BUF_INIT, CMN_BUF_INIT};
+    size_t ndel = 0, nup = 0;
+    int rc = 0;
+
+    if (p->prefs.n == 0)
+        return 0;
+    rc = projector_prefs_delete_params(&p->prefs, &del[0], &del[1], &ndel);
+    if (rc == 0)
+        rc = projector_prefs_upsert_params(&p->prefs, up, &nup);
+    if (rc != 0) {
+        snprintf(errstr, errlen, "out of memory building the preferences batch");
+        goto cleanup;
+    }
+    /* Deletes first: a snapshot that follows a tombstone in the batch must
+     * land after the erase, not be erased by it. */
+    if (ndel > 0) {
+        const char *values[2] = {del[0].data, del[1].data};
+        rc = prefs_exec(p, PROJECTOR_PREFS_DELETE_SQL, 2, values, applied, errstr, errlen);
+    }
+    if (rc == 0 && nup > 0) {
+        const char *values[6] = {up[0].data, up[1].data, up[2].data, up[3].data, up[4].data, up[5].data};
+        rc = prefs_exec(p, PROJECTOR_PREFS_UPSERT_SQL, 6, values, applied, errstr, errlen);
+    }
+    if (rc == 0)
+        cmn_logf(p->log, CMN_LOG_DEBUG, NULL, "preferences batch: %zu records, %zu erased, %zu snapshots",
+                 p->prefs.records, ndel, nup);
+cleanup:
+    for (size_t i = 0; i < 2; i++)
+        cmn_buf_free(&del[i]);
+    for (size_t i = 0; i < 6; i++)
+        cmn_buf_free(&up[i]);
+    return rc;
+}
+
+static void prefs_reset(projector_t *p)
+{
+    projector_prefs_reset(&p->prefs);
 }
 
 /* ------------------------------------------------------------ consumer side */
@@ -647,6 +719,7 @@ void projector_destroy(projector_t *p)
     cmn_kafka_producer_destroy(p->producer);
     PQfinish(p->pg);
     projector_status_batch_free(&p->status);
+    projector_prefs_free(&p->prefs);
     projector_offsets_free(&p->offsets);
     cmn_metrics_destroy(p->metrics);
     free(p);

@@ -1,6 +1,7 @@
-/* projector.h - the projector service: consumes crm.status and keeps the
- * PostgreSQL projections (communications, communication_events) and its own
- * consumer offsets, each batch in one transaction.
+/* projector.h - the projector service: consumes crm.status and
+ * crm.preferences and keeps the PostgreSQL projections (communications,
+ * communication_events, client_preferences) and its own consumer offsets,
+ * each batch in one transaction.
  *
  * Exactly-once effect on the projections comes from two things together:
  *   - the batch and the next offsets of its partitions are committed in one
@@ -13,9 +14,9 @@
  *     fallback to Kafka's committed offset when PostgreSQL was unreachable at
  *     assignment time) changes nothing.
  *
- * Each consumed topic has a handler (stage a record, write what was staged);
- * crm.status is the only one today, and another topic is another entry in
- * projector.c's handler table. */
+ * Each consumed topic has a handler (stage a record, write what was staged)
+ * in projector.c's handler table; crm.preferences is applied by
+ * "newest updated_at wins" instead of by event id (projector_prefs.h). */
 #ifndef PROJECTOR_H
 #define PROJECTOR_H
 

@@ -193,6 +193,21 @@ static int pg_array_close(cmn_buf_t *b)
     return b->len == 0 ? cmn_buf_puts(b, "{}") : cmn_buf_putc(b, '}');
 }
 
+int projector_pg_array_text(cmn_buf_t *b, const char *s)
+{
+    return pg_array_text(b, s);
+}
+
+int projector_pg_array_int(cmn_buf_t *b, int64_t v)
+{
+    return pg_array_int(b, v);
+}
+
+int projector_pg_array_close(cmn_buf_t *b)
+{
+    return pg_array_close(b);
+}
+
 static void seterr(char *errstr, size_t errlen, const char *field, const char *reason)
 {
     if (errstr != NULL && errlen > 0)
@@ -378,8 +393,8 @@ int projector_status_batch_params(projector_status_batch_t *b, const char *value
     return 0;
 }
 
-int projector_status_parse(const char *value, size_t len, json_object **obj, cmn_status_event_t *ev,
-                           char *errstr, size_t errlen)
+int projector_json_parse(const char *value, size_t len, const char *what, json_object **obj, char *errstr,
+                         size_t errlen)
 {
     int rc = 0;
     json_tokener *tok = NULL;
@@ -387,7 +402,8 @@ int projector_status_parse(const char *value, size_t len, json_object **obj, cmn
 
     *obj = NULL;
     if (value == NULL || len == 0) {
-        seterr(errstr, errlen, "value", "is empty (a StatusEvent JSON object is expected)");
+        if (errstr != NULL && errlen > 0)
+            snprintf(errstr, errlen, "value: is empty (a %s JSON object is expected)", what);
         return CMN_ERR_PARSE;
     }
     if (len > INT32_MAX) {
@@ -417,17 +433,28 @@ int projector_status_parse(const char *value, size_t len, json_object **obj, cmn
             goto cleanup;
         }
     }
-    rc = cmn_status_event_from_json(root, ev, errstr, errlen);
-    if (rc != 0) {
-        rc = CMN_ERR_INVALID;
-        goto cleanup;
-    }
     *obj = root;
     root = NULL;
 cleanup:
     json_object_put(root);
     json_tokener_free(tok);
     return rc;
+}
+
+int projector_status_parse(const char *value, size_t len, json_object **obj, cmn_status_event_t *ev,
+                           char *errstr, size_t errlen)
+{
+    json_object *root = NULL;
+    int rc = projector_json_parse(value, len, "StatusEvent", &root, errstr, errlen);
+    *obj = NULL;
+    if (rc != 0)
+        return rc;
+    if (cmn_status_event_from_json(root, ev, errstr, errlen) != 0) {
+        json_object_put(root);
+        return CMN_ERR_INVALID;
+    }
+    *obj = root;
+    return 0;
 }
 
 /* --------------------------------------------------------------- offsets */

@@ -142,4 +142,18 @@ int projector_utf8_valid(const char *s);
  * pointer, else a double-quoted string with '"' and '\' escaped. */
 int projector_pg_array_append_text(cmn_buf_t *b, const char *s);
 
+/* Building an array literal in an initially empty buffer: each call adds one
+ * element ('{' before the first, ',' before the others); close adds '}' (or
+ * writes "{}" when nothing was added). Return 0 or CMN_ERR_NOMEM. */
+int projector_pg_array_text(cmn_buf_t *b, const char *s);
+int projector_pg_array_int(cmn_buf_t *b, int64_t v);
+int projector_pg_array_close(cmn_buf_t *b);
+
+/* Parses a record value (len bytes, no NUL needed) that must be exactly one
+ * JSON document; what names the expected envelope in the reason. On success
+ * *obj is the caller's to json_object_put(). Returns 0, CMN_ERR_PARSE with
+ * the reason in errstr ("value: not JSON (...)"), or CMN_ERR_NOMEM. */
+int projector_json_parse(const char *value, size_t len, const char *what, json_object **obj, char *errstr,
+                         size_t errlen);
+
 #endif
