@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "crm/err.h"
@@ -735,6 +736,51 @@ static int put_attachment_entity(cmn_buf_t *out, const email_attachment_t *a)
 
 /* --------------------------------------------------------------- message */
 
+/* A List-Unsubscribe URI (NULL is fine: none). It is written inside <>
+ * as is, so it must not contain what would end it or the header: CR/LF
+ * (header_injection), other controls, space, '<', '>' or ',' (the list
+ * separator), nor exceed the line budget (invalid_header). */
+static int check_unsubscribe_uri(const char *field, const char *uri, const char *scheme, email_mime_error_t *err)
+{
+    if (uri == NULL)
+        return 0;
+    if (strpbrk(uri, "\r\n") != NULL) {
+        set_err(err, "header_injection", field, "contains CR or LF");
+        return CMN_ERR_INVALID;
+    }
+    size_t n = strlen(uri);
+    if (n > EMAIL_MIME_MAX_UNSUB_URI || strncasecmp(uri, scheme, strlen(scheme)) != 0) {
+        set_err(err, "invalid_header", field, "is not a URI of the expected scheme and length");
+        return CMN_ERR_INVALID;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)uri[i];
+        if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>' || c == ',') {
+            set_err(err, "invalid_header", field, "contains a character not allowed in the header");
+            return CMN_ERR_INVALID;
+        }
+    }
+    return 0;
+}
+
+/* List-Unsubscribe with one URI per line (each may be long), and the
+ * RFC 8058 one-click header when the URL is https. */
+static int put_list_unsubscribe(cmn_buf_t *out, const email_mime_input_t *in)
+{
+    const char *url = in->unsubscribe_url;
+    const char *mailto = in->unsubscribe_mailto;
+    int rc = 0;
+    if (url == NULL && mailto == NULL)
+        return 0;
+    if (url != NULL && mailto != NULL)
+        rc = cmn_buf_printf(out, "List-Unsubscribe: <%s>,\r\n <%s>\r\n", url, mailto);
+    else
+        rc = cmn_buf_printf(out, "List-Unsubscribe: <%s>\r\n", url != NULL ? url : mailto);
+    if (rc == 0 && url != NULL && strncasecmp(url, "https://", 8) == 0)
+        rc = cmn_buf_puts(out, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
+    return rc;
+}
+
 static int check_input(const email_mime_input_t *in, email_mime_error_t *err)
 {
     if (in->from.addr == NULL || in->to.addr == NULL || in->subject == NULL || in->text == NULL ||
@@ -752,8 +798,9 @@ static int check_input(const email_mime_input_t *in, email_mime_error_t *err)
         {"from name", in->from.name}, {"from address", in->from.addr}, {"to name", in->to.name},
         {"to address", in->to.addr},  {"subject", in->subject},
     };
+    int rc = 0;
     for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
-        int rc = email_mime_check_header_value(headers[i].field, headers[i].value, err);
+        rc = email_mime_check_header_value(headers[i].field, headers[i].value, err);
         if (rc != 0)
             return rc;
     }
@@ -765,9 +812,14 @@ static int check_input(const email_mime_input_t *in, email_mime_error_t *err)
         set_err(err, "invalid_address", "to address", "is not a valid address");
         return CMN_ERR_INVALID;
     }
+    rc = check_unsubscribe_uri("List-Unsubscribe URL", in->unsubscribe_url, "http", err);
+    if (rc == 0)
+        rc = check_unsubscribe_uri("List-Unsubscribe mailto", in->unsubscribe_mailto, "mailto:", err);
+    if (rc != 0)
+        return rc;
     for (size_t i = 0; i < in->n_attachments; i++) {
         const email_attachment_t *a = &in->attachments[i];
-        int rc = email_mime_check_header_value("attachment filename", a->filename, err);
+        rc = email_mime_check_header_value("attachment filename", a->filename, err);
         if (rc == 0)
             rc = email_mime_check_header_value("attachment content_type", a->content_type, err);
         if (rc != 0)
@@ -826,7 +878,11 @@ int email_mime_build(const email_mime_input_t *in, cmn_buf_t *out, char msgid[EM
     if (rc == 0)
         rc = email_mime_put_unstructured(out, "Subject", in->subject);
     if (rc == 0)
-        rc = cmn_buf_printf(out, "Message-ID: %s\r\nMIME-Version: 1.0\r\n", msgid);
+        rc = cmn_buf_printf(out, "Message-ID: %s\r\n", msgid);
+    if (rc == 0)
+        rc = put_list_unsubscribe(out, in);
+    if (rc == 0)
+        rc = cmn_buf_puts(out, "MIME-Version: 1.0\r\n");
     if (rc != 0)
         goto cleanup;
 

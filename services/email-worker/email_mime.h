@@ -5,7 +5,8 @@
  * Shape of a message:
  *   Date, From (display name quoted or RFC 2047-encoded), To, Subject (raw
  *   ASCII folded at spaces, or RFC 2047 encoded words of at most 75 chars),
- *   Message-ID <token@from-domain>, MIME-Version, then
+ *   Message-ID <token@from-domain>, List-Unsubscribe and
+ *   List-Unsubscribe-Post when given, MIME-Version, then
  *     text only:               text/plain; charset=UTF-8
  *     text + HTML:             multipart/alternative (text/plain, text/html)
  *     with attachments:        multipart/mixed (the body above, then each
@@ -33,6 +34,9 @@
 #define EMAIL_MIME_MAX_ENCODED_WORD 75
 /* Room for "<" + 36-char token + "@" + 253-char domain + ">" + NUL. */
 #define EMAIL_MIME_MSGID_MAX 300
+/* Longest List-Unsubscribe URI: "List-Unsubscribe: <" + URI + ">," stays
+ * within the 998-octet line limit. */
+#define EMAIL_MIME_MAX_UNSUB_URI 900
 /* Filenames longer than this (in bytes) are refused. */
 #define EMAIL_MIME_MAX_FILENAME 255
 
@@ -72,6 +76,14 @@ typedef struct email_mime_input {
     int64_t date_ms;            /* the Date header, epoch milliseconds */
     const char *id_token;       /* left part of the Message-ID: 1..64 chars of [A-Za-z0-9-] (a UUID) */
     const char *boundary_token; /* 8..40 chars of [A-Za-z0-9], random per message */
+    /* List-Unsubscribe (RFC 2369) URIs, both optional (NULL: left out;
+     * borrowed): an http(s) URL of the unsubscribe endpoint and a mailto:
+     * URI. Each is printable ASCII without space, '<', '>' or ',' and at
+     * most EMAIL_MIME_MAX_UNSUB_URI bytes. When the URL is https,
+     * List-Unsubscribe-Post: List-Unsubscribe=One-Click (RFC 8058, which
+     * requires an HTTPS URI for one-click) follows. */
+    const char *unsubscribe_url;
+    const char *unsubscribe_mailto;
 } email_mime_input_t;
 
 /* Builds the whole message into out (appended; the caller owns out). Writes

@@ -272,6 +272,101 @@ Test(email_mime, top_level_headers)
     free(msg);
 }
 
+Test(email_mime, list_unsubscribe_headers)
+{
+    char msgid[EMAIL_MIME_MSGID_MAX];
+    char *msg = build_ok(&BASE, msgid);
+    cr_expect_null(header(msg, "List-Unsubscribe"), "none unless asked for");
+    cr_expect_null(header(msg, "List-Unsubscribe-Post"));
+    free(msg);
+
+    email_mime_input_t in = BASE;
+    in.unsubscribe_url = "https://hooks.example.com/u/AQEAAQ-PrVvZy0afoWVwhncolQ4";
+    in.unsubscribe_mailto = "mailto:unsubscribe@clinic.example?subject=unsubscribe-AQEAAQ-PrVvZy0afoWVwhncolQ4";
+    msg = build_ok(&in, msgid);
+    char *v = header(msg, "List-Unsubscribe");
+    cr_assert_not_null(v);
+    cr_expect_str_eq(v, "<https://hooks.example.com/u/AQEAAQ-PrVvZy0afoWVwhncolQ4>, "
+                        "<mailto:unsubscribe@clinic.example?subject=unsubscribe-AQEAAQ-PrVvZy0afoWVwhncolQ4>");
+    free(v);
+    v = header(msg, "List-Unsubscribe-Post");
+    cr_assert_not_null(v);
+    cr_expect_str_eq(v, "List-Unsubscribe=One-Click");
+    free(v);
+    /* Top-level headers, before the body: after Message-ID, before MIME-Version. */
+    const char *lu = strstr(msg, "\r\nList-Unsubscribe: ");
+    const char *post = strstr(msg, "\r\nList-Unsubscribe-Post: ");
+    cr_assert_not_null(lu);
+    cr_assert_not_null(post);
+    cr_expect_lt(strstr(msg, "\r\nMessage-ID: "), lu);
+    cr_expect_lt(lu, post);
+    cr_expect_lt(post, strstr(msg, "\r\nMIME-Version: "));
+    cr_expect_lt((size_t)(post - msg), header_block_len(msg));
+    assert_lines(msg, 998);
+    free(msg);
+
+    /* mailto only: no one-click (RFC 8058 needs an HTTPS URI). */
+    in.unsubscribe_url = NULL;
+    msg = build_ok(&in, msgid);
+    v = header(msg, "List-Unsubscribe");
+    cr_expect_str_eq(v, "<mailto:unsubscribe@clinic.example?subject=unsubscribe-AQEAAQ-PrVvZy0afoWVwhncolQ4>");
+    free(v);
+    cr_expect_null(header(msg, "List-Unsubscribe-Post"));
+    free(msg);
+
+    /* A plain http URL (a local receiver): listed, but no one-click. */
+    in.unsubscribe_url = "http://127.0.0.1:8080/u/AQID";
+    in.unsubscribe_mailto = NULL;
+    msg = build_ok(&in, msgid);
+    v = header(msg, "List-Unsubscribe");
+    cr_expect_str_eq(v, "<http://127.0.0.1:8080/u/AQID>");
+    free(v);
+    cr_expect_null(header(msg, "List-Unsubscribe-Post"));
+    free(msg);
+
+    /* The longest URI still keeps every line within 998 octets. */
+    char longest[EMAIL_MIME_MAX_UNSUB_URI + 2];
+    strcpy(longest, "https://hooks.example.com/u/");
+    memset(longest + 28, 'A', EMAIL_MIME_MAX_UNSUB_URI - 28);
+    longest[EMAIL_MIME_MAX_UNSUB_URI] = '\0';
+    in.unsubscribe_url = longest;
+    in.unsubscribe_mailto = "mailto:u@clinic.example";
+    msg = build_ok(&in, msgid);
+    assert_lines(msg, 998);
+    free(msg);
+}
+
+Test(email_mime, list_unsubscribe_uris_checked)
+{
+    struct {
+        const char *url, *mailto, *code;
+    } cases[] = {
+        {"https://h.example/u/A\r\nBcc: victim@evil.example", NULL, "header_injection"},
+        {NULL, "mailto:u@h.example\nBcc: victim@evil.example", "header_injection"},
+        {"https://h.example/u/A B", NULL, "invalid_header"},
+        {"https://h.example/u/A>, <https://evil.example/", NULL, "invalid_header"},
+        {"https://h.example/u/A,B", NULL, "invalid_header"},
+        {"https://h.example/u/\x01", NULL, "invalid_header"},
+        {"https://h.example/u/\xc3\xa9", NULL, "invalid_header"},
+        {"ftp://h.example/u/A", NULL, "invalid_header"},
+        {"mailto:u@h.example", NULL, "invalid_header"},
+        {NULL, "https://h.example/u/A", "invalid_header"},
+    };
+    char overlong[EMAIL_MIME_MAX_UNSUB_URI + 2];
+    strcpy(overlong, "https://h.example/u/");
+    memset(overlong + 20, 'A', EMAIL_MIME_MAX_UNSUB_URI + 1 - 20);
+    overlong[EMAIL_MIME_MAX_UNSUB_URI + 1] = '\0';
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        email_mime_input_t in = BASE;
+        in.unsubscribe_url = cases[i].url;
+        in.unsubscribe_mailto = cases[i].mailto;
+        cr_expect_str_eq(build_err(&in), cases[i].code, "case %zu", i);
+    }
+    email_mime_input_t in = BASE;
+    in.unsubscribe_url = overlong;
+    cr_expect_str_eq(build_err(&in), "invalid_header");
+}
+
 Test(email_mime, date_format)
 {
     char d[64];
