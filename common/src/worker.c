@@ -12,12 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "crm/delayq.h"
 #include "crm/err.h"
 #include "crm/http.h"
 #include "crm/json.h"
 #include "crm/kafka.h"
+#include "crm/outcome.h"
 #include "crm/ratelimit.h"
 #include "crm/signal.h"
 #include "crm/status.h"
@@ -80,9 +84,14 @@ struct cmn_worker {
     cmn_kafka_consumer_t *consumer;
     CURLM *multi;
     cmn_ratelimit_t *limiter;       /* NULL when rate_per_sec is 0 */
+    cmn_backoff_t retry;            /* the retry policy, defaults applied */
+    uint64_t rng;                   /* splitmix64 state for the backoff jitter; this thread only */
     cmn_counter_t *sent_total;
     cmn_counter_t *failed_total[3]; /* by cmn_worker_class_t; [CMN_WORKER_SENT] unused */
     cmn_counter_t *dlq_total;
+    cmn_counter_t *retries_total;
+    cmn_counter_t *fallback_total;
+    cmn_counter_t *dead_total;
     cmn_counter_t *throttled_total;
     cmn_histogram_t *send_seconds;
 };
@@ -266,6 +275,27 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* A seed that differs between replicas and restarts, so that workers that
+ * failed together do not retry in step (the point of the jitter). */
+static uint64_t seed_rng(const cmn_worker_t *w)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+        seed = (uint64_t)cmn_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)w;
+    return seed;
+}
+
+/* splitmix64: small, fast and well distributed; the jitter needs nothing
+ * stronger. */
+static uint64_t next_random(cmn_worker_t *w)
+{
+    w->rng += UINT64_C(0x9e3779b97f4a7c15);
+    uint64_t z = w->rng;
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
 static int register_metrics(cmn_worker_t *w, char *errstr, size_t errlen)
 {
     char name[128], help[160];
@@ -282,12 +312,22 @@ static int register_metrics(cmn_worker_t *w, char *errstr, size_t errlen)
     snprintf(name, sizeof name, "%s_dlq_total", ch);
     snprintf(help, sizeof help, "Records of crm.send.%s that went to crm.dlq.", ch);
     w->dlq_total = cmn_metrics_counter(w->cfg.metrics, name, help, NULL);
+    snprintf(name, sizeof name, "%s_retries_total", ch);
+    snprintf(help, sizeof help, "%s attempts that failed retryably and were scheduled again.", ch);
+    w->retries_total = cmn_metrics_counter(w->cfg.metrics, name, help, NULL);
+    snprintf(name, sizeof name, "%s_fallback_total", ch);
+    snprintf(help, sizeof help, "%s dispatches handed to the next channel of their plan.", ch);
+    w->fallback_total = cmn_metrics_counter(w->cfg.metrics, name, help, NULL);
+    snprintf(name, sizeof name, "%s_dead_total", ch);
+    snprintf(help, sizeof help, "%s messages given up after their last attempt (copied to crm.dlq).", ch);
+    w->dead_total = cmn_metrics_counter(w->cfg.metrics, name, help, NULL);
     snprintf(name, sizeof name, "%s_send_seconds", ch);
     snprintf(help, sizeof help, "Duration of one %s transfer, connection included.", ch);
     w->send_seconds = cmn_metrics_histogram(w->cfg.metrics, name, help, NULL, CMN_METRICS_LATENCY_BUCKETS,
                                             CMN_METRICS_LATENCY_BUCKETS_N);
     if (w->sent_total == NULL || w->failed_total[CMN_WORKER_RETRYABLE] == NULL ||
-        w->failed_total[CMN_WORKER_PERMANENT] == NULL || w->dlq_total == NULL || w->send_seconds == NULL) {
+        w->failed_total[CMN_WORKER_PERMANENT] == NULL || w->dlq_total == NULL || w->retries_total == NULL ||
+        w->fallback_total == NULL || w->dead_total == NULL || w->send_seconds == NULL) {
         snprintf(errstr, errlen, "cannot register metrics");
         return CMN_ERR_NOMEM;
     }
@@ -382,6 +422,19 @@ cmn_worker_t *cmn_worker_new(const cmn_worker_config_t *cfg, const cmn_worker_ch
         w->cfg.poll_timeout_ms = DEFAULT_POLL_TIMEOUT_MS;
     if (w->cfg.ack_timeout_ms <= 0)
         w->cfg.ack_timeout_ms = DEFAULT_ACK_TIMEOUT_MS;
+    cmn_outcome_policy_default(&w->retry);
+    if (cfg->retry_max_attempts > 0)
+        w->retry.max_attempts = cfg->retry_max_attempts;
+    if (cfg->retry_base_ms > 0)
+        w->retry.base_ms = cfg->retry_base_ms;
+    if (cfg->retry_cap_ms > 0)
+        w->retry.cap_ms = cfg->retry_cap_ms;
+    char why[128] = "";
+    if (cmn_outcome_policy_check(&w->retry, why, sizeof why) != 0) {
+        snprintf(errstr, errlen, "worker: retry policy: %s", why);
+        goto fail;
+    }
+    w->rng = seed_rng(w);
     int n = snprintf(w->topic, sizeof w->topic, CMN_TOPIC_SEND_PREFIX "%s", ch->name);
     if (n < 0 || (size_t)n >= sizeof w->topic) {
         snprintf(errstr, errlen, "worker: channel name too long");
@@ -452,41 +505,107 @@ int cmn_worker_is_ready(void *ctx)
 
 /* --------------------------------------------------------------- output */
 
-/* The "details" text of j's status event, or NULL for none: the channel's
- * details_json, plus retry_after_ms on a retryable failure. *owner (to
- * json_object_put after use) holds the built object when one was built.
- * A channel's invalid details are dropped with a log line, so that a bug
- * there never costs the status event itself. */
-static const char *status_details(cmn_worker_t *w, const job_t *j, cmn_status_t status, json_object **owner)
+/* The channel's details_json of j as a new object, or NULL when it has
+ * none. A channel's invalid details are dropped with a log line, so that a
+ * bug there never costs the status event itself. */
+static json_object *channel_details(cmn_worker_t *w, const job_t *j)
 {
     const cmn_worker_result_t *r = &j->res;
-    int with_retry = status == CMN_STATUS_FAILED && r->cls == CMN_WORKER_RETRYABLE && r->retry_after_ms > 0;
-    json_object *o = NULL;
-    *owner = NULL;
-    if (r->details_json[0] != '\0') {
-        char why[128] = "";
-        o = cmn_json_parse(r->details_json, strlen(r->details_json), why, sizeof why);
-        if (o == NULL || !json_object_is_type(o, json_type_object)) {
-            cmn_log_error(w->cfg.log, j->d.communication_id, "%s channel gave invalid status details (%s); dropped",
-                          w->ch.name, o == NULL ? why : "not an object");
-            json_object_put(o);
-            o = NULL;
-        }
-    }
-    if (with_retry) {
-        if (o == NULL)
-            o = json_object_new_object();
-        if (o != NULL)
-            json_object_object_add(o, "retry_after_ms", json_object_new_int64(r->retry_after_ms));
-    }
-    if (o == NULL)
+    if (r->details_json[0] == '\0')
         return NULL;
-    *owner = o;
-    return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    char why[128] = "";
+    json_object *o = cmn_json_parse(r->details_json, strlen(r->details_json), why, sizeof why);
+    if (o == NULL || !json_object_is_type(o, json_type_object)) {
+        cmn_log_error(w->cfg.log, j->d.communication_id, "%s channel gave invalid status details (%s); dropped",
+                      w->ch.name, o == NULL ? why : "not an object");
+        json_object_put(o);
+        return NULL;
+    }
+    return o;
 }
 
-/* Queues one status event for j on crm.status as part of the batch. */
-static void emit_status(cmn_worker_t *w, batch_out_t *bo, const job_t *j, cmn_status_t status)
+static void add_str(json_object *o, const char *key, const char *value)
+{
+    json_object_object_add(o, key, json_object_new_string(value));
+}
+
+static void add_int(json_object *o, const char *key, int64_t value)
+{
+    json_object_object_add(o, key, json_object_new_int64(value));
+}
+
+/* Adds what the outcome o says about status to the details object det
+ * (see crm/worker.h for the members). */
+static void outcome_details(const job_t *j, cmn_status_t status, const cmn_outcome_t *o, json_object *det)
+{
+    if (status == CMN_STATUS_RETRY_SCHEDULED) {
+        char due[40];
+        cmn_time_format_rfc3339(o->due_at_ms, due, sizeof due);
+        add_int(det, "next_attempt", o->next_attempt);
+        add_str(det, "due_at", due);
+        add_int(det, "delay_ms", o->delay_ms);
+        add_str(det, "topic", o->hop.topic);
+        if (o->retry_after_ms > 0)
+            add_int(det, "retry_after_ms", o->retry_after_ms);
+    } else if (status == CMN_STATUS_FALLBACK) {
+        add_str(det, "from", cmn_channel_name(j->d.channel));
+        add_str(det, "to", cmn_channel_name(o->next_channel));
+        add_str(det, "why", cmn_outcome_why_name(o->why));
+        if (o->n_skipped > 0) {
+            json_object *skipped = json_object_new_array();
+            for (size_t i = 0; skipped != NULL && i < o->n_skipped; i++)
+                json_object_array_add(skipped, json_object_new_string(cmn_channel_name(o->skipped[i])));
+            json_object_object_add(det, "skipped", skipped);
+        }
+    } else if (status == CMN_STATUS_DEAD) {
+        add_int(det, "attempts", j->d.attempt);
+    }
+}
+
+/* The "details" text of j's status event, or NULL for none: the channel's
+ * details_json plus what the outcome o (NULL for sending and sent) adds.
+ * *owner (to json_object_put after use) holds the built object. */
+static const char *status_details(cmn_worker_t *w, const job_t *j, cmn_status_t status, const cmn_outcome_t *o,
+                                  json_object **owner)
+{
+    json_object *det = channel_details(w, j);
+    int adds = o != NULL && (status == CMN_STATUS_RETRY_SCHEDULED || status == CMN_STATUS_FALLBACK ||
+                             status == CMN_STATUS_DEAD);
+    if (adds && det == NULL)
+        det = json_object_new_object();
+    if (adds && det != NULL)
+        outcome_details(j, status, o, det);
+    *owner = det;
+    if (det == NULL)
+        return NULL;
+    return json_object_to_json_string_ext(det, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+/* The reason token of j's status event, or NULL. */
+static const char *status_reason(const job_t *j, cmn_status_t status, const cmn_outcome_t *o)
+{
+    const cmn_worker_result_t *r = &j->res;
+    const char *token = r->reason[0] != '\0' ? r->reason : NULL;
+    switch (status) {
+    case CMN_STATUS_SENT:
+        return r->detail[0] != '\0' ? r->detail : NULL;
+    case CMN_STATUS_FAILED:
+        return r->cls == CMN_WORKER_PERMANENT ? token : NULL;
+    case CMN_STATUS_FALLBACK:
+        if (r->cls == CMN_WORKER_PERMANENT && token != NULL)
+            return token;
+        return o != NULL ? cmn_outcome_why_name(o->why) : NULL;
+    case CMN_STATUS_DEAD:
+        return o != NULL ? cmn_outcome_why_name(o->why) : NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* Queues one status event for j on crm.status as part of the batch. o is
+ * the planned outcome (NULL for sending and sent). */
+static void emit_status(cmn_worker_t *w, batch_out_t *bo, const job_t *j, cmn_status_t status,
+                        const cmn_outcome_t *o)
 {
     const cmn_worker_result_t *r = &j->res;
     cmn_status_event_t ev;
@@ -504,15 +623,13 @@ static void emit_status(cmn_worker_t *w, batch_out_t *bo, const job_t *j, cmn_st
     ev.hop = j->d.hop;
     ev.provider = w->ch.provider;
     ev.provider_message_id = r->provider_message_id[0] != '\0' ? r->provider_message_id : NULL;
-    if (status == CMN_STATUS_FAILED) {
+    if (status != CMN_STATUS_SENDING && status != CMN_STATUS_SENT) {
+        /* Every ending but success names the failed attempt's error. */
         ev.error_code = r->error_code[0] != '\0' ? r->error_code : NULL;
         ev.error_message = r->error_message[0] != '\0' ? r->error_message : NULL;
-        if (r->cls == CMN_WORKER_PERMANENT)
-            ev.reason = r->reason[0] != '\0' ? r->reason : NULL;
-    } else if (status == CMN_STATUS_SENT) {
-        ev.reason = r->detail[0] != '\0' ? r->detail : NULL;
     }
-    ev.details_json = status_details(w, j, status, &details);
+    ev.reason = status_reason(j, status, o);
+    ev.details_json = status_details(w, j, status, o, &details);
     ev.occurred_at_ms = cmn_now_ms();
 
     int rc = cmn_status_event_finalize(&ev);
@@ -544,27 +661,150 @@ static void to_dlq(cmn_worker_t *w, batch_out_t *bo, const cmn_kafka_message_t *
         bo->lost++;
 }
 
-/* Records the outcome of j: metrics, a log line without personal data, the
- * sent/failed status, and the release of the channel message. */
+/* Produces next (a Dispatch derived from j's) to topic under j's key, with
+ * j's traceparent and, for a retry tier, the tier headers of hop (NULL for
+ * none). Part of the batch: its acknowledgement gates the commit. */
+static void produce_dispatch(cmn_worker_t *w, batch_out_t *bo, const job_t *j, const cmn_dispatch_t *next,
+                             const char *topic, const cmn_delay_hop_t *hop)
+{
+    cmn_buf_t json = CMN_BUF_INIT;
+    cmn_kafka_header_t h[3] = {{CMN_HDR_TRACEPARENT, j->traceparent, strlen(j->traceparent)}};
+    size_t nh = 1;
+    if (hop != NULL && !hop->direct) {
+        h[nh++] = (cmn_kafka_header_t){CMN_DELAY_HDR_DUE_AT, hop->due_at, strlen(hop->due_at)};
+        h[nh++] = (cmn_kafka_header_t){CMN_DELAY_HDR_TARGET, hop->target, strlen(hop->target)};
+    }
+    /* The record's own key (the client id) keeps the client's messages on
+     * one partition wherever they go; a record without one gets the
+     * client id the router would have used. */
+    const void *key = j->rec->key != NULL ? (const void *)j->rec->key : (const void *)next->client_id;
+    size_t key_len = j->rec->key != NULL ? j->rec->key_len : strlen(next->client_id);
+    int rc = cmn_dispatch_to_json(next, &json);
+    if (rc == 0)
+        rc = cmn_kafka_produce_in_batch(w->producer, &bo->kb, topic, key, key_len, json.data, json.len, h, nh);
+    if (rc != 0) {
+        bo->lost++;
+        cmn_log_error(w->cfg.log, j->d.communication_id, "cannot queue the dispatch for %s: %s", topic,
+                      cmn_strerror(rc));
+    }
+    cmn_buf_free(&json);
+}
+
+/* RETRY: the same Dispatch, attempt + 1, through the retry tier. */
+static void apply_retry(cmn_worker_t *w, batch_out_t *bo, const job_t *j, const cmn_outcome_t *o)
+{
+    /* A shallow copy: it borrows every pointer of j->d and is never
+     * cleared. */
+    cmn_dispatch_t next = j->d;
+    next.attempt = o->next_attempt;
+    produce_dispatch(w, bo, j, &next, o->hop.topic, &o->hop);
+    if (w->retries_total != NULL)
+        cmn_counter_add(w->retries_total, 1);
+    char delay[32], attempt[16];
+    snprintf(delay, sizeof delay, "%lld", (long long)o->delay_ms);
+    snprintf(attempt, sizeof attempt, "%d", o->next_attempt);
+    const char *kv[] = {"error_code", j->res.error_code, "next_attempt", attempt, "delay_ms", delay,
+                        "topic", o->hop.topic, NULL};
+    cmn_logkv(w->cfg.log, CMN_LOG_INFO, j->d.communication_id, kv, "%s attempt %d failed; retry scheduled",
+              w->ch.name, j->d.attempt);
+    emit_status(w, bo, j, CMN_STATUS_RETRY_SCHEDULED, o);
+}
+
+/* FALLBACK: a new Dispatch for the next channel of the plan. */
+static void apply_fallback(cmn_worker_t *w, batch_out_t *bo, const job_t *j, const cmn_outcome_t *o)
+{
+    char topic[64];
+    char *to = strdup(o->next_to);
+    if (to == NULL) {
+        bo->lost++; /* the batch comes back and the fallback is planned again */
+        return;
+    }
+    cmn_dispatch_t next = j->d; /* shallow, like apply_retry's */
+    next.channel = o->next_channel;
+    next.hop = o->next_hop;
+    next.attempt = 1;
+    next.to = to;
+    memcpy(next.fallback, o->plan, sizeof next.fallback);
+    next.n_fallback = o->n_plan;
+    snprintf(topic, sizeof topic, CMN_TOPIC_SEND_PREFIX "%s", cmn_channel_name(o->next_channel));
+    produce_dispatch(w, bo, j, &next, topic, NULL);
+    free(to);
+    if (w->fallback_total != NULL)
+        cmn_counter_add(w->fallback_total, 1);
+    const char *kv[] = {"error_code", j->res.error_code, "why", cmn_outcome_why_name(o->why), "to",
+                        cmn_channel_name(o->next_channel), NULL};
+    cmn_logkv(w->cfg.log, CMN_LOG_WARN, j->d.communication_id, kv, "%s gave up; falling back to %s", w->ch.name,
+              cmn_channel_name(o->next_channel));
+    emit_status(w, bo, j, CMN_STATUS_FALLBACK, o);
+}
+
+/* DEAD: `dead`, and the Dispatch as consumed copied to crm.dlq. */
+static void apply_dead(cmn_worker_t *w, batch_out_t *bo, const job_t *j, const cmn_outcome_t *o)
+{
+    if (w->dead_total != NULL)
+        cmn_counter_add(w->dead_total, 1);
+    if (w->dlq_total != NULL)
+        cmn_counter_add(w->dlq_total, 1);
+    if (cmn_kafka_dlq_in_batch(w->producer, &bo->kb, j->rec, w->cfg.service, o->reason) != 0)
+        bo->lost++;
+    /* The reason line may quote the provider's text, which can hold an
+     * address; the log gets the code and the cause only. */
+    char attempts[16];
+    snprintf(attempts, sizeof attempts, "%d", j->d.attempt);
+    const char *kv[] = {"error_code", j->res.error_code, "why", cmn_outcome_why_name(o->why), "attempts", attempts,
+                        NULL};
+    cmn_logkv(w->cfg.log, CMN_LOG_WARN, j->d.communication_id, kv, "%s dead; copied to " CMN_TOPIC_DLQ,
+              w->ch.name);
+    emit_status(w, bo, j, CMN_STATUS_DEAD, o);
+}
+
+/* Records the outcome of j: metrics, the planned action (crm/outcome.h)
+ * with its status event and produces, a log line without personal data,
+ * and the release of the channel message. */
 static void finish_job(cmn_worker_t *w, batch_out_t *bo, job_t *j)
 {
     const cmn_worker_result_t *r = &j->res;
+    cmn_outcome_t o;
     if (j->started_ms > 0 && w->send_seconds != NULL)
         cmn_histogram_observe(w->send_seconds, (double)(cmn_monotonic_ms() - j->started_ms) / 1000.0);
-    if (r->cls == CMN_WORKER_SENT) {
+    if (r->cls != CMN_WORKER_SENT && w->failed_total[r->cls] != NULL)
+        cmn_counter_add(w->failed_total[r->cls], 1);
+    int rc = cmn_outcome_plan(&j->d, r, &w->retry, cmn_now_ms(), next_random(w), &o);
+    if (rc != 0) {
+        /* Cannot happen for a dispatch that passed intake; if it does, the
+         * message is kept on crm.dlq rather than dropped. */
+        memset(&o, 0, sizeof o);
+        o.action = r->cls == CMN_WORKER_SENT ? CMN_OUTCOME_SENT : CMN_OUTCOME_DEAD;
+        snprintf(o.reason, sizeof o.reason, "cannot plan the outcome of attempt %d: %s", j->d.attempt,
+                 cmn_strerror(rc));
+        cmn_log_error(w->cfg.log, j->d.communication_id, "%s", o.reason);
+    }
+    switch (o.action) {
+    case CMN_OUTCOME_SENT:
         if (w->sent_total != NULL)
             cmn_counter_add(w->sent_total, 1);
         cmn_log_info(w->cfg.log, j->d.communication_id, "%s sent", w->ch.name);
-    } else {
-        if (w->failed_total[r->cls] != NULL)
-            cmn_counter_add(w->failed_total[r->cls], 1);
+        emit_status(w, bo, j, CMN_STATUS_SENT, NULL);
+        break;
+    case CMN_OUTCOME_RETRY:
+        apply_retry(w, bo, j, &o);
+        break;
+    case CMN_OUTCOME_FALLBACK:
+        apply_fallback(w, bo, j, &o);
+        break;
+    case CMN_OUTCOME_DEAD:
+        apply_dead(w, bo, j, &o);
+        break;
+    case CMN_OUTCOME_FAILED: {
         /* The reason token only when there is one, so that channels
          * without tokens (email) log exactly what they always did. */
         const char *kv[] = {"class", cmn_worker_class_name(r->cls), "error_code", r->error_code,
                             r->reason[0] != '\0' ? "reason" : NULL, r->reason, NULL};
         cmn_logkv(w->cfg.log, CMN_LOG_WARN, j->d.communication_id, kv, "%s failed", w->ch.name);
+        emit_status(w, bo, j, CMN_STATUS_FAILED, &o);
+        break;
     }
-    emit_status(w, bo, j, r->cls == CMN_WORKER_SENT ? CMN_STATUS_SENT : CMN_STATUS_FAILED);
+    }
     if (j->msg != NULL)
         w->ch.release(w->ch.impl, j->msg);
     j->msg = NULL;
@@ -623,13 +863,12 @@ static void intake(cmn_worker_t *w, batch_out_t *bo, job_t *j)
     if (rc != 0) {
         j->msg = NULL;
         if (j->res.cls == CMN_WORKER_SENT) /* a channel that forgot to classify its failure */
-            cmn_worker_result_fail(&j->res, CMN_WORKER_RETRYABLE, "prepare_failed", "retryable: %s",
-                                   cmn_strerror(rc));
+            cmn_worker_result_fail(&j->res, CMN_WORKER_RETRYABLE, "prepare_failed", "%s", cmn_strerror(rc));
         finish_job(w, bo, j);
         return;
     }
     j->ready = 1;
-    emit_status(w, bo, j, CMN_STATUS_SENDING);
+    emit_status(w, bo, j, CMN_STATUS_SENDING, NULL);
 }
 
 /* Takes a token for j's sender. Returns 0 when j may start now, else the
@@ -676,8 +915,7 @@ static int start_transfer(cmn_worker_t *w, batch_out_t *bo, job_t *j)
             return 1;
         }
     }
-    cmn_worker_result_fail(&j->res, CMN_WORKER_RETRYABLE, "submit_failed",
-                           "retryable: the transfer could not be started");
+    cmn_worker_result_fail(&j->res, CMN_WORKER_RETRYABLE, "submit_failed", "the transfer could not be started");
     finish_job(w, bo, j);
     return 0;
 }
@@ -894,11 +1132,52 @@ int cmn_worker_run(cmn_worker_t *w)
     return 0;
 }
 
+/* What /readyz looks at while cmn_worker_serve runs: both consumers. */
+typedef struct serve_ready {
+    cmn_worker_t *w;
+    cmn_delayq_t *retry;
+} serve_ready_t;
+
+static int serve_is_ready(void *ctx)
+{
+    const serve_ready_t *sr = ctx;
+    return cmn_worker_is_ready(sr->w) && cmn_delayq_is_ready(sr->retry);
+}
+
+/* The consumer of crm.retry.<channel>.*: it hands each retry back to
+ * crm.send.<channel> when due. It runs inside every worker replica, in a
+ * group of its own, so retries need no extra deployment and scale with the
+ * workers. */
+static cmn_delayq_t *retry_queue_new(const cmn_worker_config_t *cfg, const cmn_worker_channel_t *ch, char *group,
+                                     size_t grouplen, char *errstr, size_t errlen)
+{
+    int n = snprintf(group, grouplen, "%s-retry", cfg->group_id);
+    if (n < 0 || (size_t)n >= grouplen) {
+        snprintf(errstr, errlen, "worker: group id too long");
+        return NULL;
+    }
+    cmn_delayq_config_t qc = {
+        .service = cfg->service,
+        .brokers = cfg->brokers,
+        .group_id = group,
+        .kafka_extra = cfg->kafka_extra,
+        .kind = CMN_DELAY_RETRY,
+        .channel = ch->channel,
+        .ack_timeout_ms = cfg->ack_timeout_ms,
+        .session_timeout_ms = cfg->session_timeout_ms,
+        .log = cfg->log,
+        .metrics = cfg->metrics,
+    };
+    return cmn_delayq_new(&qc, errstr, errlen);
+}
+
 int cmn_worker_serve(const cmn_worker_config_t *cfg, const cmn_worker_channel_t *ch, const char *http_bind,
                      int http_port, const char *started_msg)
 {
     char errstr[1024] = "";
+    char group[256];
     cmn_http_server_t *http = NULL;
+    cmn_delayq_t *retry = NULL;
     int rc = 0;
 
     cmn_worker_t *w = cmn_worker_new(cfg, ch, errstr, sizeof errstr);
@@ -906,6 +1185,18 @@ int cmn_worker_serve(const cmn_worker_config_t *cfg, const cmn_worker_channel_t 
         cmn_log_error(cfg->log, NULL, "cannot start the worker: %s", errstr);
         return CMN_ERR_UNAVAILABLE;
     }
+    retry = retry_queue_new(cfg, ch, group, sizeof group, errstr, sizeof errstr);
+    if (retry == NULL) {
+        cmn_log_error(cfg->log, NULL, "cannot create the retry consumer: %s", errstr);
+        rc = CMN_ERR_UNAVAILABLE;
+        goto out;
+    }
+    rc = cmn_delayq_start(retry);
+    if (rc != 0) {
+        cmn_log_error(cfg->log, NULL, "cannot start the retry consumer: %s", cmn_strerror(rc));
+        goto out;
+    }
+    serve_ready_t ready = {.w = w, .retry = retry};
     cmn_http_config_t hc = {
         .bind_address = http_bind,
         .port = http_port,
@@ -915,8 +1206,8 @@ int cmn_worker_serve(const cmn_worker_config_t *cfg, const cmn_worker_channel_t 
         .max_body_bytes = 4096,
         .max_header_bytes = 8192,
         .timeout_seconds = 10,
-        .ready = cmn_worker_is_ready,
-        .ctx = w,
+        .ready = serve_is_ready,
+        .ctx = &ready,
         .metrics = cfg->metrics,
         .log = cfg->log,
     };
@@ -926,11 +1217,15 @@ int cmn_worker_serve(const cmn_worker_config_t *cfg, const cmn_worker_channel_t 
         rc = CMN_ERR_HTTP;
         goto out;
     }
-    cmn_log_info(cfg->log, NULL, "%s%shttp port %d", started_msg ? started_msg : "started",
-                 started_msg ? ", " : ": ", cmn_http_server_port(http));
+    cmn_log_info(cfg->log, NULL, "%s%shttp port %d, retries through " CMN_TOPIC_RETRY_PREFIX "%s.* (group %s)",
+                 started_msg ? started_msg : "started", started_msg ? ", " : ": ", cmn_http_server_port(http),
+                 ch->name, group);
     rc = cmn_worker_run(w);
 out:
+    /* The HTTP server first (its /readyz reads both), then the retry
+     * consumer (it finishes the record in hand), then the worker. */
     cmn_http_server_destroy(http);
+    cmn_delayq_destroy(retry);
     cmn_worker_destroy(w);
     return rc;
 }

@@ -45,6 +45,9 @@ typedef struct email_worker_config {
     long batch_size;
     char *group_id;
     long session_timeout_ms;
+    long retry_max_attempts;
+    long retry_base_ms;
+    long retry_cap_ms;
 } email_worker_config_t;
 
 /* The static table; its length in *n. */

@@ -44,6 +44,9 @@ static const cmn_cfg_entry_t CONFIG_TABLE[] = {
     {"SMS_BATCH_SIZE", CMN_CFG_INT, "100", 0, OFF(batch_size), "Dispatches consumed per batch.", 1, 10000},
     {"SMS_GROUP_ID", CMN_CFG_STRING, "crm-sms-worker", 0, OFF(group_id), "Kafka consumer group.", 0, 0},
     {"KAFKA_SESSION_TIMEOUT_MS", CMN_CFG_INT, "45000", 0, OFF(session_timeout_ms), "Consumer group session timeout: how soon a dead replica's partitions move to a live one.", 6000, 300000},
+    {"RETRY_MAX_ATTEMPTS", CMN_CFG_INT, "5", 0, OFF(retry_max_attempts), "Attempts per message on this channel, the first included; after the last, fallback to the next channel of the plan or dead (crm.dlq).", 1, 50},
+    {"RETRY_BASE_MS", CMN_CFG_INT, "5000", 0, OFF(retry_base_ms), "First backoff window: the retry after attempt k waits a random time in [0, min(RETRY_CAP_MS, RETRY_BASE_MS * 2^(k-1))], at least the provider's Retry-After.", 1, 86400000},
+    {"RETRY_CAP_MS", CMN_CFG_INT, "1800000", 0, OFF(retry_cap_ms), "Largest backoff window (at least RETRY_BASE_MS).", 1, 86400000},
 };
 
 const cmn_cfg_entry_t *sms_worker_config_table(size_t *n)
@@ -103,6 +106,9 @@ int sms_worker_config_check(const sms_worker_config_t *cfg, char *errstr, size_t
         rc = CMN_ERR_CONFIG;
     } else if (!cmn_valid_locale(cfg->fallback_locale)) {
         snprintf(errstr, errlen, "TEMPLATE_FALLBACK_LOCALE: must be a BCP 47 language tag like en");
+        rc = CMN_ERR_CONFIG;
+    } else if (cfg->retry_cap_ms < cfg->retry_base_ms) {
+        snprintf(errstr, errlen, "RETRY_CAP_MS: must not be below RETRY_BASE_MS");
         rc = CMN_ERR_CONFIG;
     }
     cmn_buf_free(&probe);

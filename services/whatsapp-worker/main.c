@@ -75,6 +75,9 @@ int main(int argc, char **argv)
         .batch_size = (int)cfg.batch_size,
         .max_in_flight = (int)cfg.max_in_flight,
         .session_timeout_ms = (int)cfg.session_timeout_ms,
+        .retry_max_attempts = (int)cfg.retry_max_attempts,
+        .retry_base_ms = cfg.retry_base_ms,
+        .retry_cap_ms = cfg.retry_cap_ms,
         /* One sender per worker (the phone-number id or the From number):
          * the provider's limit is per sender. */
         .rate_per_sec = cfg.rate_per_second,

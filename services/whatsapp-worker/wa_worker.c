@@ -69,6 +69,9 @@ static const cmn_cfg_entry_t CONFIG_TABLE[] = {
     {"WHATSAPP_BATCH_SIZE", CMN_CFG_INT, "200", 0, OFF(batch_size), "Dispatches consumed per batch (and per conversations query).", 1, 10000},
     {"WHATSAPP_GROUP_ID", CMN_CFG_STRING, "crm-whatsapp-worker", 0, OFF(group_id), "Kafka consumer group.", 0, 0},
     {"KAFKA_SESSION_TIMEOUT_MS", CMN_CFG_INT, "45000", 0, OFF(session_timeout_ms), "Consumer group session timeout: how soon a dead replica's partitions move to a live one.", 6000, 300000},
+    {"RETRY_MAX_ATTEMPTS", CMN_CFG_INT, "5", 0, OFF(retry_max_attempts), "Attempts per message on this channel, the first included; after the last, fallback to the next channel of the plan or dead (crm.dlq).", 1, 50},
+    {"RETRY_BASE_MS", CMN_CFG_INT, "5000", 0, OFF(retry_base_ms), "First backoff window: the retry after attempt k waits a random time in [0, min(RETRY_CAP_MS, RETRY_BASE_MS * 2^(k-1))], at least the provider's Retry-After.", 1, 86400000},
+    {"RETRY_CAP_MS", CMN_CFG_INT, "1800000", 0, OFF(retry_cap_ms), "Largest backoff window (at least RETRY_BASE_MS).", 1, 86400000},
     {"WHATSAPP_TIMEOUT_MS", CMN_CFG_INT, "30000", 0, OFF(timeout_ms), "Time limit of one request, connection included.", 100, 600000},
     {"WHATSAPP_WINDOW_MARGIN_SECONDS", CMN_CFG_INT, "60", 0, OFF(window_margin_seconds), "Treat the 24-hour window as closed this much early, so free text never arrives just too late.", 0, 3600},
 };
@@ -108,6 +111,10 @@ static int valid_number_id(const char *s)
 int wa_worker_config_check(const wa_worker_config_t *cfg, char *errstr, size_t errlen)
 {
     char e164[24];
+    if (cfg->retry_cap_ms < cfg->retry_base_ms) {
+        snprintf(errstr, errlen, "RETRY_CAP_MS: must not be below RETRY_BASE_MS");
+        return CMN_ERR_CONFIG;
+    }
     if (strcmp(cfg->provider, "meta") != 0 && strcmp(cfg->provider, "twilio") != 0) {
         snprintf(errstr, errlen, "WHATSAPP_PROVIDER: must be meta or twilio");
         return CMN_ERR_CONFIG;

@@ -65,6 +65,9 @@ typedef struct wa_worker_config {
     long batch_size;
     char *group_id;
     long session_timeout_ms;
+    long retry_max_attempts;
+    long retry_base_ms;
+    long retry_cap_ms;
     long timeout_ms;
     long window_margin_seconds;
 } wa_worker_config_t;

@@ -10,11 +10,25 @@
  *   3. emits `sending` for every prepared dispatch;
  *   4. takes a token from the sender's rate limiter (when the worker has a
  *      rate), then runs the transfers concurrently on one libcurl multi
- *      handle, at most max_in_flight at a time, and turns each finished
- *      transfer into `sent` or `failed` through the channel's classifier;
- *   5. waits until Kafka acknowledged every status and DLQ copy of the batch,
- *      and only then commits the batch's offsets (at-least-once). When the
- *      acknowledgements do not come, the batch is rewound and redelivered.
+ *      handle, at most max_in_flight at a time, and classifies each finished
+ *      transfer through the channel's classifier;
+ *   5. plans what follows each attempt with cmn_outcome_plan() (crm/outcome.h)
+ *      and applies it:
+ *        sent      -> `sent`;
+ *        retry     -> `retry_scheduled`, and the Dispatch with attempt + 1
+ *                     produced to the retry tier for its due time
+ *                     (crm.retry.<channel>.<tier>, headers x-crm-due-at and
+ *                     x-crm-target, traceparent kept);
+ *        fallback  -> `fallback` (details {"from":..,"to":..}), and the
+ *                     Dispatch for the next channel of the plan (hop + 1,
+ *                     attempt 1) produced to crm.send.<next>;
+ *        failed    -> `failed` (permanent, nothing to fall back to);
+ *        dead      -> `dead`, and a copy of the Dispatch on crm.dlq with the
+ *                     reason ("retries exhausted: 5 attempts on sms, ...");
+ *   6. waits until Kafka acknowledged every status, Dispatch and DLQ copy of
+ *      the batch, and only then commits the batch's offsets (at-least-once).
+ *      When the acknowledgements do not come, the batch is rewound and
+ *      redelivered.
  * On cmn_stop_requested the loop stops polling, but the batch in hand is
  * finished first (its transfers complete, statuses are emitted and
  * acknowledged, offsets committed), so a SIGTERM never loses or repeats work.
@@ -72,11 +86,19 @@ const char *cmn_worker_class_name(cmn_worker_class_t c);
 /* The outcome of one attempt, filled by the channel. All strings are
  * NUL-terminated and empty when unused; the core zeroes the struct before
  * prepare. How the core maps it onto status events:
- *   sending/sent/failed: provider_message_id when set, details when set;
+ *   every status: provider_message_id when set, details_json when set;
  *   sent:   reason = detail;
- *   failed: error_code, error_message, and reason = reason (permanent);
- *           a retryable failure with retry_after_ms > 0 also carries
- *           "retry_after_ms" in details. */
+ *   retry_scheduled, fallback, failed, dead: error_code and error_message
+ *           of the failed attempt;
+ *   retry_scheduled: details also hold next_attempt, due_at (RFC 3339),
+ *           delay_ms, topic (the tier) and retry_after_ms when the provider
+ *           gave one;
+ *   fallback: reason = reason (permanent) or why the retries ended
+ *           ("attempts_exhausted", "deadline_exceeded"); details also hold
+ *           from, to, why, and skipped (plan channels without an address);
+ *   failed: reason = reason;
+ *   dead:   reason = "attempts_exhausted" or "deadline_exceeded"; details
+ *           also hold attempts. */
 typedef struct cmn_worker_result {
     cmn_worker_class_t cls;
     char provider_message_id[CMN_WORKER_ID_MAX]; /* the provider's id for the message (Twilio SM..., wamid....) */
@@ -188,6 +210,12 @@ typedef struct cmn_worker_config {
      * >= 1 when rate > 0). rate 0 disables rate limiting. */
     double rate_per_sec;
     double rate_burst;
+    /* Retries (crm/outcome.h, docs/channels.md): attempts per channel in
+     * all, first one included (1..50), and the backoff's first and largest
+     * jitter window. 0 means the default: 5 attempts, 5000 ms, 1800000 ms. */
+    int retry_max_attempts;
+    int64_t retry_base_ms;
+    int64_t retry_cap_ms;
     const cmn_log_t *log;           /* borrowed, required */
     cmn_metrics_t *metrics;         /* borrowed, may be NULL */
 } cmn_worker_config_t;
@@ -195,7 +223,8 @@ typedef struct cmn_worker_config {
 typedef struct cmn_worker cmn_worker_t;
 
 /* Creates the Kafka producer and consumer (subscribed to crm.send.<name>),
- * the multi handle and the rate limiter. cfg and ch are copied; the pointers
+ * the multi handle and the rate limiter. Only the batch loop: the retry
+ * tiers' consumer is cmn_worker_serve()'s. cfg and ch are copied; the pointers
  * inside them are borrowed and must outlive the worker. NULL with the reason
  * in errstr. */
 cmn_worker_t *cmn_worker_new(const cmn_worker_config_t *cfg, const cmn_worker_channel_t *ch, char *errstr,
@@ -215,10 +244,14 @@ int cmn_worker_is_ready(void *w);
 void cmn_worker_destroy(cmn_worker_t *w);
 
 /* The whole life of a worker service after its configuration and channel
- * exist: creates the worker, serves /metrics, /healthz and /readyz on
- * http_bind:http_port, runs until SIGTERM, then stops the HTTP server before
- * the worker (so /readyz never looks at a worker being torn down). started_msg
- * (may be NULL) is logged once serving, with " http port N" appended.
+ * exist: creates the worker and the consumer of its retry tiers (crm/delayq.h:
+ * crm.retry.<channel>.* back to crm.send.<channel>, consumer group
+ * "<group_id>-retry", on its own thread), serves /metrics, /healthz and
+ * /readyz (ready when both consumers are) on http_bind:http_port, runs until
+ * SIGTERM, then stops the HTTP server, then the retry consumer, then the
+ * worker (so /readyz never looks at anything being torn down). started_msg
+ * (may be NULL) is logged once serving, with ", http port N, retries
+ * through crm.retry.<channel>.* (group G)" appended.
  * Everything is borrowed. Returns 0 after a clean stop, or a negative code
  * when the worker or the server could not start or the consumer failed. */
 int cmn_worker_serve(const cmn_worker_config_t *cfg, const cmn_worker_channel_t *ch, const char *http_bind,
