@@ -2,6 +2,7 @@
 #include "msbx_api.h"
 
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -16,8 +17,12 @@
 #include "crm/json.h"
 #include "crm/time.h"
 #include "crm/uuid.h"
+#include "msbx_webhook.h"
 
 #define REQUESTS_PATH "/_sandbox/requests"
+#define ACCEPTED_PATH "/_sandbox/accepted"
+#define WEBHOOKS_PATH "/_sandbox/webhooks"
+#define WEBHOOK_TIMEOUT_MS 5000
 #define SEGMENT_MAX 64
 
 /* One request as recorded for /_sandbox/requests. */
@@ -28,17 +33,38 @@ typedef struct record {
     int status;
     long error_code;
     char wamid[64];
+    char communication_id[64]; /* biz_opaque_callback_data, "" without */
+    sbx_storm_kind_t storm;
     char *body; /* owned */
 } record_t;
+
+/* One status webhook waiting for its time. */
+typedef struct webhook {
+    struct webhook *next;
+    int64_t due_ms; /* monotonic */
+    char *body;     /* owned */
+    char signature[MSBX_SIGNATURE_LEN];
+    char wamid[64];
+    char status[16];
+} webhook_t;
 
 struct msbx_api {
     msbx_api_config_t cfg;
     const msbx_examples_t *ex;
     const cmn_log_t *log;
     pthread_mutex_t lock; /* guards everything below */
+    pthread_cond_t wake;
     record_t *records;    /* ring of cfg.record_max, oldest at start */
     size_t start, count;
     long seq;
+    uint64_t storm_state;  /* the storm's generator */
+    json_object *accepted; /* "<communication id>" -> count of 200 answers */
+    int64_t accepted_total;
+    json_object *webhooks; /* array of posted webhooks */
+    webhook_t *pending;    /* unsorted; few at a time */
+    int stopping;
+    int thread_started;
+    pthread_t thread;
 };
 
 /* ------------------------------------------------------------- scripts */
@@ -54,7 +80,6 @@ int msbx_script_for(const char *to, msbx_script_t *out)
           "Message failed to send because more than 24 hours have passed since the customer last replied to this "
           "number.",
           0, 0}},
-        {"131026", {400, 131026, "(#131026) Message undeliverable", "Message Undeliverable.", 0, 0}},
         {"131056",
          {400, 131056, "(#131056) (Business Account, Consumer Account) pair rate limit hit",
           "Message failed to send because there were too many messages sent from this phone number to the same "
@@ -83,6 +108,159 @@ int msbx_script_for(const char *to, msbx_script_t *out)
     return 0;
 }
 
+/* ------------------------------------------------------------ webhooks */
+
+static void webhook_free(webhook_t *w)
+{
+    if (w == NULL)
+        return;
+    free(w->body);
+    free(w);
+}
+
+static size_t discard(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    (void)ptr;
+    (void)userdata;
+    return size * nmemb;
+}
+
+/* Appends entry (taking it) to the posted list, dropping the oldest past
+ * record_max. Caller holds the lock. */
+static void webhooks_record_locked(msbx_api_t *api, json_object *entry)
+{
+    if (json_object_array_add(api->webhooks, entry) != 0) {
+        json_object_put(entry);
+        return;
+    }
+    while (json_object_array_length(api->webhooks) > api->cfg.record_max)
+        json_object_array_del_idx(api->webhooks, 0, 1);
+}
+
+static void post_webhook(msbx_api_t *api, const webhook_t *w)
+{
+    long status = 0;
+    CURLcode code = CURLE_FAILED_INIT;
+    struct curl_slist *headers = NULL;
+    char sig_header[MSBX_SIGNATURE_LEN + 32];
+    CURL *easy = curl_easy_init();
+    snprintf(sig_header, sizeof sig_header, "X-Hub-Signature-256: %s", w->signature);
+    headers = curl_slist_append(headers, "Content-Type: application/json");
+    if (headers != NULL)
+        headers = curl_slist_append(headers, sig_header);
+    if (easy != NULL && headers != NULL) {
+        curl_easy_setopt(easy, CURLOPT_URL, api->cfg.webhook_url);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, w->body);
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(easy, CURLOPT_USERAGENT, "facebookexternalua");
+        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)WEBHOOK_TIMEOUT_MS);
+        curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
+        curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+        code = curl_easy_perform(easy);
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    }
+    json_object *entry = json_object_new_object();
+    if (entry != NULL) {
+        char now[40], why[64];
+        cmn_time_format_rfc3339(cmn_now_ms(), now, sizeof now);
+        cmn_json_add_string(entry, "posted_at", now);
+        cmn_json_add_string(entry, "status", w->status);
+        cmn_json_add_string(entry, "wamid", w->wamid);
+        json_object *body = cmn_json_parse(w->body, strlen(w->body), why, sizeof why);
+        json_object_object_add(entry, "body", body != NULL ? body : json_object_new_string(w->body));
+        cmn_json_add_int64(entry, "response_status", status);
+        cmn_json_add_string(entry, "error", code == CURLE_OK ? NULL : curl_easy_strerror(code));
+        pthread_mutex_lock(&api->lock);
+        webhooks_record_locked(api, entry);
+        pthread_mutex_unlock(&api->lock);
+    }
+    const char *kv[] = {"wamid", w->wamid, "message_status", w->status, NULL};
+    cmn_logkv(api->log, code == CURLE_OK ? CMN_LOG_INFO : CMN_LOG_WARN, NULL, kv, "status webhook answered %ld%s%s",
+              status, code == CURLE_OK ? "" : ": ", code == CURLE_OK ? "" : curl_easy_strerror(code));
+    curl_slist_free_all(headers);
+    if (easy != NULL)
+        curl_easy_cleanup(easy);
+}
+
+/* Posts pending webhooks when due, one at a time, so the statuses of one
+ * message arrive in order. */
+static void *webhook_thread(void *arg)
+{
+    msbx_api_t *api = arg;
+    pthread_mutex_lock(&api->lock);
+    while (!api->stopping) {
+        webhook_t **best = NULL;
+        for (webhook_t **pp = &api->pending; *pp != NULL; pp = &(*pp)->next) {
+            if (best == NULL || (*pp)->due_ms < (*best)->due_ms)
+                best = pp;
+        }
+        int64_t now = cmn_monotonic_ms();
+        if (best == NULL || (*best)->due_ms > now) {
+            int64_t wait_ms = best == NULL ? 1000 : (*best)->due_ms - now;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += (time_t)(wait_ms / 1000);
+            ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&api->wake, &api->lock, &ts);
+            continue;
+        }
+        webhook_t *w = *best;
+        *best = w->next;
+        pthread_mutex_unlock(&api->lock);
+        post_webhook(api, w);
+        webhook_free(w);
+        pthread_mutex_lock(&api->lock);
+    }
+    pthread_mutex_unlock(&api->lock);
+    return NULL;
+}
+
+/* Queues the status webhooks of an accepted send (msbx_receipts_for). */
+static void queue_webhooks(msbx_api_t *api, const char *to, const char *wamid, const char *biz_opaque)
+{
+    msbx_receipt_t receipts[MSBX_RECEIPTS_MAX];
+    size_t n = msbx_receipts_for(to, receipts);
+    int64_t base = cmn_monotonic_ms();
+    for (size_t i = 0; i < n; i++) {
+        cmn_buf_t body = CMN_BUF_INIT;
+        webhook_t *w = calloc(1, sizeof *w);
+        msbx_status_in_t in = {
+            .waba_id = api->cfg.waba_id,
+            .display_phone_number = api->cfg.display_phone_number,
+            .phone_number_id = api->cfg.phone_number_id,
+            .wamid = wamid,
+            .recipient_id = to,
+            .biz_opaque = biz_opaque,
+            .timestamp_s = cmn_now_ms() / 1000 + (int64_t)i,
+            .receipt = &receipts[i],
+        };
+        if (w == NULL || msbx_status_payload(&in, &body) != 0 ||
+            msbx_sign(api->cfg.app_secret, body.data, body.len, w->signature) != 0) {
+            cmn_buf_free(&body);
+            webhook_free(w);
+            return;
+        }
+        w->body = cmn_buf_steal(&body);
+        if (w->body == NULL) {
+            webhook_free(w);
+            return;
+        }
+        snprintf(w->wamid, sizeof w->wamid, "%s", wamid);
+        snprintf(w->status, sizeof w->status, "%s", receipts[i].status);
+        w->due_ms = base + (int64_t)(i + 1) * api->cfg.webhook_delay_ms;
+        pthread_mutex_lock(&api->lock);
+        w->next = api->pending;
+        api->pending = w;
+        pthread_cond_signal(&api->wake);
+        pthread_mutex_unlock(&api->lock);
+    }
+}
+
 /* ----------------------------------------------------------- lifecycle */
 
 msbx_api_t *msbx_api_new(const msbx_api_config_t *cfg, const msbx_examples_t *ex, const cmn_log_t *log,
@@ -99,15 +277,36 @@ msbx_api_t *msbx_api_new(const msbx_api_config_t *cfg, const msbx_examples_t *ex
         return NULL;
     }
     api->records = calloc(cfg->record_max, sizeof *api->records);
-    if (api->records == NULL || pthread_mutex_init(&api->lock, NULL) != 0) {
+    api->accepted = json_object_new_object();
+    api->webhooks = json_object_new_array();
+    if (api->records == NULL || api->accepted == NULL || api->webhooks == NULL ||
+        pthread_mutex_init(&api->lock, NULL) != 0) {
+        json_object_put(api->accepted);
+        json_object_put(api->webhooks);
         free(api->records);
         free(api);
         snprintf(errstr, errlen, "out of memory");
         return NULL;
     }
+    pthread_cond_init(&api->wake, NULL);
     api->cfg = *cfg;
     api->ex = ex;
     api->log = log;
+    api->storm_state = cfg->storm.seed;
+    if (cfg->webhook_url != NULL && cfg->webhook_url[0] != '\0') {
+        if (cfg->app_secret == NULL || cfg->app_secret[0] == '\0' || cfg->waba_id == NULL ||
+            cfg->display_phone_number == NULL) {
+            snprintf(errstr, errlen, "sandbox: a webhook URL needs the app secret, WABA id and display number");
+            msbx_api_destroy(api);
+            return NULL;
+        }
+        if (pthread_create(&api->thread, NULL, webhook_thread, api) != 0) {
+            snprintf(errstr, errlen, "cannot start the webhook thread");
+            msbx_api_destroy(api);
+            return NULL;
+        }
+        api->thread_started = 1;
+    }
     return api;
 }
 
@@ -123,7 +322,21 @@ void msbx_api_destroy(msbx_api_t *api)
 {
     if (api == NULL)
         return;
+    pthread_mutex_lock(&api->lock);
+    api->stopping = 1;
+    pthread_cond_signal(&api->wake);
+    pthread_mutex_unlock(&api->lock);
+    if (api->thread_started)
+        pthread_join(api->thread, NULL);
+    while (api->pending != NULL) {
+        webhook_t *w = api->pending;
+        api->pending = w->next;
+        webhook_free(w);
+    }
     records_clear(api);
+    json_object_put(api->accepted);
+    json_object_put(api->webhooks);
+    pthread_cond_destroy(&api->wake);
     pthread_mutex_destroy(&api->lock);
     free(api->records);
     free(api);
@@ -226,7 +439,8 @@ static void success(cmn_http_response_t *resp, const char *to, const char *wamid
 
 /* --------------------------------------------------------------- record */
 
-static void record(msbx_api_t *api, const cmn_http_request_t *req, int status, long error_code, const char *wamid)
+static void record(msbx_api_t *api, const cmn_http_request_t *req, int status, long error_code, const char *wamid,
+                   const char *communication_id, sbx_storm_kind_t storm)
 {
     pthread_mutex_lock(&api->lock);
     size_t max = api->cfg.record_max;
@@ -243,6 +457,8 @@ static void record(msbx_api_t *api, const cmn_http_request_t *req, int status, l
     r->status = status;
     r->error_code = error_code;
     snprintf(r->wamid, sizeof r->wamid, "%s", wamid != NULL ? wamid : "");
+    snprintf(r->communication_id, sizeof r->communication_id, "%s", communication_id != NULL ? communication_id : "");
+    r->storm = storm;
     r->body = strndup(req->body != NULL ? req->body : "", req->body_len);
     api->count++;
     pthread_mutex_unlock(&api->lock);
@@ -267,6 +483,10 @@ static void list_records(msbx_api_t *api, cmn_http_response_t *resp)
             cmn_json_add_int64(o, "error_code", r->error_code);
         if (r->wamid[0] != '\0')
             cmn_json_add_string(o, "wamid", r->wamid);
+        if (r->communication_id[0] != '\0')
+            cmn_json_add_string(o, "communication_id", r->communication_id);
+        if (r->storm != SBX_STORM_NONE)
+            cmn_json_add_string(o, "storm", sbx_storm_name(r->storm));
         json_object *body = r->body != NULL ? cmn_json_parse(r->body, strlen(r->body), why, sizeof why) : NULL;
         json_object_object_add(o, "body", body != NULL ? body : json_object_new_string(r->body != NULL ? r->body : ""));
         json_object_array_add(arr, o);
@@ -309,14 +529,70 @@ static int split_path(const char *path, char seg[3][SEGMENT_MAX])
     return *p == '\0' ? 0 : -1;
 }
 
+/* One more accepted send of communication id for /_sandbox/accepted. */
+static void count_accepted(msbx_api_t *api, const char *id)
+{
+    json_object *count = NULL;
+    pthread_mutex_lock(&api->lock);
+    if (json_object_object_get_ex(api->accepted, id, &count))
+        json_object_int_inc(count, 1);
+    else
+        json_object_object_add(api->accepted, id, json_object_new_int64(1));
+    api->accepted_total++;
+    pthread_mutex_unlock(&api->lock);
+}
+
+/* GET or DELETE of /_sandbox/accepted and /_sandbox/webhooks. */
+static void sandbox_list(msbx_api_t *api, const cmn_http_request_t *req, int accepted, cmn_http_response_t *resp)
+{
+    snprintf(resp->content_type, sizeof resp->content_type, "application/json");
+    if (strcmp(req->method, "DELETE") == 0) {
+        json_object *fresh = accepted ? json_object_new_object() : json_object_new_array();
+        if (fresh == NULL) {
+            resp->status = 500;
+            return;
+        }
+        pthread_mutex_lock(&api->lock);
+        json_object **slot = accepted ? &api->accepted : &api->webhooks;
+        json_object *old = *slot;
+        *slot = fresh;
+        if (accepted)
+            api->accepted_total = 0;
+        pthread_mutex_unlock(&api->lock);
+        json_object_put(old);
+        resp->status = 200;
+        cmn_buf_puts(&resp->body, "{}");
+        return;
+    }
+    if (strcmp(req->method, "GET") != 0) {
+        resp->status = 405;
+        snprintf(resp->extra_headers, sizeof resp->extra_headers, "Allow: GET, DELETE\r\n");
+        cmn_buf_puts(&resp->body, "{\"error\":\"GET or DELETE\"}");
+        return;
+    }
+    int rc;
+    pthread_mutex_lock(&api->lock);
+    if (accepted) {
+        const char *map = json_object_to_json_string_ext(api->accepted, JSON_C_TO_STRING_PLAIN);
+        rc = cmn_buf_printf(&resp->body, "{\"accepted\":%lld,\"by_id\":%s}", (long long)api->accepted_total,
+                            map != NULL ? map : "{}");
+    } else {
+        rc = cmn_json_to_buf(api->webhooks, &resp->body);
+    }
+    pthread_mutex_unlock(&api->lock);
+    resp->status = rc == 0 ? 200 : 500;
+}
+
 static void handle_send(msbx_api_t *api, const cmn_http_request_t *req, cmn_http_response_t *resp)
 {
     char seg[3][SEGMENT_MAX];
     char why[512] = "", msg[700];
     char wamid[64] = "";
+    char comm_id[64] = "";
     long error_code = 0;
     json_object *body = NULL;
     msbx_script_t script;
+    sbx_storm_kind_t storm = SBX_STORM_NONE;
 
     if (split_path(req->path, seg) != 0 || strcmp(seg[2], "messages") != 0) {
         snprintf(msg, sizeof msg, "Unknown path components: %s", req->path);
@@ -370,6 +646,33 @@ static void handle_send(msbx_api_t *api, const cmn_http_request_t *req, cmn_http
         goto cleanup;
     }
     const char *to = cmn_json_get_string(body, "to");
+    const char *opaque = cmn_json_get_string(body, "biz_opaque_callback_data");
+    snprintf(comm_id, sizeof comm_id, "%s", opaque != NULL ? opaque : "");
+    pthread_mutex_lock(&api->lock);
+    storm = sbx_storm_draw(&api->cfg.storm, &api->storm_state);
+    pthread_mutex_unlock(&api->lock);
+    if (storm == SBX_STORM_500) {
+        graph_error(resp, 500, 131000, 0, "OAuthException", "(#131000) Something went wrong", "Something went wrong.");
+        error_code = 131000;
+        goto cleanup;
+    }
+    if (storm == SBX_STORM_429) {
+        graph_error(resp, 429, 130429, 0, "OAuthException", "(#130429) Rate limit hit",
+                    "Cloud API message throughput has been reached.");
+        if (api->cfg.storm.retry_after_s > 0)
+            snprintf(resp->extra_headers, sizeof resp->extra_headers, "Retry-After: %d\r\n",
+                     api->cfg.storm.retry_after_s);
+        error_code = 130429;
+        goto cleanup;
+    }
+    if (storm == SBX_STORM_TIMEOUT) {
+        /* Held past the client's time limit, then refused: nothing is sent. */
+        sleep_ms(api->cfg.storm.timeout_ms);
+        graph_error(resp, 503, 131000, 0, "OAuthException", "(#131000) Something went wrong",
+                    "Service temporarily unavailable.");
+        error_code = 131000;
+        goto cleanup;
+    }
     if (api->cfg.scripts && msbx_script_for(to, &script)) {
         if (script.delay_ms > 0)
             sleep_ms(script.delay_ms);
@@ -387,8 +690,14 @@ static void handle_send(msbx_api_t *api, const cmn_http_request_t *req, cmn_http
     }
     new_wamid(wamid);
     success(resp, to, wamid);
+    if (resp->status == 200) {
+        if (comm_id[0] != '\0')
+            count_accepted(api, comm_id);
+        if (api->thread_started)
+            queue_webhooks(api, to, wamid, comm_id);
+    }
 cleanup:
-    record(api, req, resp->status, error_code, wamid[0] != '\0' ? wamid : NULL);
+    record(api, req, resp->status, error_code, wamid[0] != '\0' ? wamid : NULL, comm_id, storm);
     json_object_put(body);
 }
 
@@ -412,6 +721,10 @@ void msbx_api_handle(void *ctx, const cmn_http_request_t *req, cmn_http_response
         resp->status = 405;
         snprintf(resp->extra_headers, sizeof resp->extra_headers, "Allow: GET, DELETE\r\n");
         cmn_buf_puts(&resp->body, "{\"error\":\"GET or DELETE\"}");
+        return;
+    }
+    if (strcmp(req->path, ACCEPTED_PATH) == 0 || strcmp(req->path, WEBHOOKS_PATH) == 0) {
+        sandbox_list(api, req, strcmp(req->path, ACCEPTED_PATH) == 0, resp);
         return;
     }
     if (strcmp(req->method, "POST") != 0) {

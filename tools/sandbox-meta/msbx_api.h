@@ -10,6 +10,17 @@
  *                               it is JSON); the Authorization header is
  *                               never recorded
  *   DELETE /_sandbox/requests   forget them
+ *   GET    /_sandbox/accepted   how many sends were accepted (200) per
+ *                               communication, read from biz_opaque_callback_data:
+ *                               {"accepted":N,"by_id":{"<id>":count}}; kept
+ *                               apart from the request record (never drops
+ *                               old entries); the chaos tests count
+ *                               provider-side duplicates from it
+ *   DELETE /_sandbox/accepted   forget them
+ *   GET    /_sandbox/webhooks   every status webhook posted (with a webhook
+ *                               URL): {posted_at, status, wamid, body,
+ *                               response_status, error?}
+ *   DELETE /_sandbox/webhooks   forget them
  *
  * Checks on a send, first failure wins (answers use the Graph error
  * envelope {"error":{"message","type","code","error_subcode"?,"error_data"?:
@@ -19,7 +30,14 @@
  *   3. the phone-number id is the configured one              400, code 100, subcode 33
  *   4. Content-Type application/json, body is JSON            400, code 100
  *   5. msbx_check: shape and values                           400, code 100, details = the reason
- *   6. scripted failures by `to` (msbx_script_for)
+ *   6. the storm, when one is configured (sbx_storm.h): 500 with code
+ *      131000, 429 with code 130429 and Retry-After, or an answer held
+ *      longer than the client waits and then 503 with code 131000 (a held
+ *      send is never accepted, so a storm never makes a duplicate by itself)
+ *   7. scripted failures by `to` (msbx_script_for)
+ * After a success, with a webhook URL, the statuses of msbx_receipts_for
+ * (msbx_webhook.h) are posted to it one after the other, signed with the
+ * app secret (X-Hub-Signature-256), like Meta's status webhooks.
  * Success: 200 {"messaging_product":"whatsapp","contacts":[{"input","wa_id"}],
  * "messages":[{"id":"wamid...."}]}, the shape of the official example.
  *
@@ -33,10 +51,12 @@
 #include "crm/http.h"
 #include "crm/log.h"
 #include "msbx_shape.h"
+#include "sbx_storm.h"
 
 /* What a scripted recipient gets, keyed by the digits at the end of `to`:
  *   ...131047   400, 131047 re-engagement message (outside the 24-hour window)
- *   ...131026   400, 131026 message undeliverable
+ * (...131026, message undeliverable, is accepted and fails in the status
+ * webhook, as Meta reports it: msbx_webhook.h.)
  *   ...131056   400, 131056 (business, consumer) pair rate limit
  *   ...130429   429, 130429 rate limit hit (Cloud API throughput)
  *   ...131000   500, 131000 something went wrong
@@ -59,14 +79,22 @@ typedef struct msbx_api_config {
     const char *phone_number_id; /* borrowed */
     int scripts;                 /* 1: scripted failures on */
     size_t record_max;           /* requests kept (oldest dropped) */
+    sbx_storm_cfg_t storm;       /* no storm when every share is 0 */
+    const char *webhook_url;     /* borrowed; NULL or "": no status webhooks */
+    const char *app_secret;      /* borrowed, secret; signs the webhooks */
+    int webhook_delay_ms;        /* between two statuses of one message */
+    const char *waba_id;         /* borrowed: entry[0].id of the webhooks */
+    const char *display_phone_number; /* borrowed: metadata of the webhooks */
 } msbx_api_config_t;
 
 typedef struct msbx_api msbx_api_t;
 
 /* cfg is copied (its strings stay borrowed); ex and log are borrowed and
- * must outlive the api. NULL with the reason in errstr. */
+ * must outlive the api. Starts the webhook thread when a webhook URL is
+ * set (an app secret is then required). NULL with the reason in errstr. */
 msbx_api_t *msbx_api_new(const msbx_api_config_t *cfg, const msbx_examples_t *ex, const cmn_log_t *log,
                          char *errstr, size_t errlen);
+/* Stops the webhook thread (pending webhooks are dropped) and frees. */
 void msbx_api_destroy(msbx_api_t *api);
 
 /* The cmn_http handler; ctx is the msbx_api_t. */

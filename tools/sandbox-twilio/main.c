@@ -9,10 +9,14 @@
  *   crm-sandbox-twilio --account-sid AC... [--auth-token TOKEN]
  *       [--spec twilio_api_v2010.json] [--host 127.0.0.1] [--port 0]
  *       [--no-scripts] [--callbacks] [--callback-delay-ms 200]
- *       [--record-max 10000]
+ *       [--record-max 10000] [--storm 500=0.30,429=0.10,timeout=0.05]
+ *       [--storm-retry-after-s 1] [--storm-timeout-ms 3000] [--storm-seed 1]
  * The token may come from TWILIO_SANDBOX_AUTH_TOKEN instead, which keeps it
- * out of the process list. Prints one line "sandbox-twilio ready on
- * HOST:PORT" once it accepts connections, and exits 0 on SIGTERM or SIGINT. */
+ * out of the process list. The storm options may come from SANDBOX_STORM,
+ * SANDBOX_STORM_RETRY_AFTER_S, SANDBOX_STORM_TIMEOUT_MS and
+ * SANDBOX_STORM_SEED (a flag wins over its variable); see sbx_storm.h.
+ * Prints one line "sandbox-twilio ready on HOST:PORT" once it accepts
+ * connections, and exits 0 on SIGTERM or SIGINT. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
@@ -26,6 +30,7 @@
 #include "crm/signal.h"
 #include "sbx_api.h"
 #include "sbx_spec.h"
+#include "sbx_storm.h"
 
 #define SERVICE "crm-sandbox-twilio"
 
@@ -44,14 +49,20 @@ typedef struct options {
     long callback_delay_ms;
     long record_max;
     const char *log_level;
+    const char *storm;            /* NULL: SANDBOX_STORM */
+    const char *storm_retry_after; /* NULL: SANDBOX_STORM_RETRY_AFTER_S */
+    const char *storm_timeout;    /* NULL: SANDBOX_STORM_TIMEOUT_MS */
+    const char *storm_seed;       /* NULL: SANDBOX_STORM_SEED */
 } options_t;
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: " SERVICE " --account-sid AC... [--auth-token TOKEN] [--spec FILE] [--host ADDR]\n"
                  "       [--port N] [--no-scripts] [--callbacks] [--callback-delay-ms N] [--record-max N]\n"
-                 "       [--log-level debug|info|warn|error]\n"
-                 "The token may also come from TWILIO_SANDBOX_AUTH_TOKEN.\n"
+                 "       [--log-level debug|info|warn|error] [--storm 500=0.3,429=0.1,timeout=0.05]\n"
+                 "       [--storm-retry-after-s N] [--storm-timeout-ms N] [--storm-seed N]\n"
+                 "The token may also come from TWILIO_SANDBOX_AUTH_TOKEN, the storm options from\n"
+                 "SANDBOX_STORM, SANDBOX_STORM_RETRY_AFTER_S, SANDBOX_STORM_TIMEOUT_MS, SANDBOX_STORM_SEED.\n"
                  "Default spec: " SBX_DEFAULT_SPEC "\n");
 }
 
@@ -95,6 +106,14 @@ static int parse_args(int argc, char **argv, options_t *o)
             o->auth_token = v;
         } else if (strcmp(a, "--log-level") == 0) {
             o->log_level = v;
+        } else if (strcmp(a, "--storm") == 0) {
+            o->storm = v;
+        } else if (strcmp(a, "--storm-retry-after-s") == 0) {
+            o->storm_retry_after = v;
+        } else if (strcmp(a, "--storm-timeout-ms") == 0) {
+            o->storm_timeout = v;
+        } else if (strcmp(a, "--storm-seed") == 0) {
+            o->storm_seed = v;
         } else if (strcmp(a, "--port") == 0) {
             if (parse_long(v, 0, 65535, &o->port) != 0) {
                 fprintf(stderr, SERVICE ": --port must be 0..65535\n");
@@ -120,6 +139,22 @@ static int parse_args(int argc, char **argv, options_t *o)
     return 0;
 }
 
+/* Fills storm from the options, falling back on the SANDBOX_STORM*
+ * variables. 0, or -1 with the message printed. */
+static int storm_options(const options_t *o, sbx_storm_cfg_t *storm)
+{
+    char why[200];
+    if (sbx_storm_configure(storm, o->storm != NULL ? o->storm : getenv("SANDBOX_STORM"),
+                            o->storm_retry_after != NULL ? o->storm_retry_after : getenv("SANDBOX_STORM_RETRY_AFTER_S"),
+                            o->storm_timeout != NULL ? o->storm_timeout : getenv("SANDBOX_STORM_TIMEOUT_MS"),
+                            o->storm_seed != NULL ? o->storm_seed : getenv("SANDBOX_STORM_SEED"), why,
+                            sizeof why) != 0) {
+        fprintf(stderr, SERVICE ": %s\n", why);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     options_t o = {.spec = SBX_DEFAULT_SPEC,
@@ -138,9 +173,12 @@ int main(int argc, char **argv)
     int exit_code = 1;
     int curl_ready = 0;
 
+    sbx_storm_cfg_t storm;
     int rc = parse_args(argc, argv, &o);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
+    if (storm_options(&o, &storm) != 0)
+        return 2;
     if (o.auth_token == NULL)
         o.auth_token = getenv("TWILIO_SANDBOX_AUTH_TOKEN");
     if (o.account_sid == NULL || o.auth_token == NULL || o.auth_token[0] == '\0') {
@@ -182,6 +220,7 @@ int main(int argc, char **argv)
         .callbacks = o.callbacks,
         .callback_delay_ms = (int)o.callback_delay_ms,
         .record_max = (size_t)o.record_max,
+        .storm = storm,
     };
     api = sbx_api_new(&ac, schema, &log, errstr, sizeof errstr);
     if (api == NULL) {
@@ -207,6 +246,10 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     cmn_log_info(&log, NULL, "spec %s: %zu CreateMessage parameters", o.spec, schema->n);
+    if (sbx_storm_active(&storm))
+        cmn_log_info(&log, NULL, "storm: 500 %.2f, 429 %.2f (Retry-After %d s), timeout %.2f (held %d ms), seed %llu",
+                     storm.p500, storm.p429, storm.retry_after_s, storm.ptimeout, storm.timeout_ms,
+                     (unsigned long long)storm.seed);
     printf("sandbox-twilio ready on %s:%d\n", o.host, cmn_http_server_port(http));
     fflush(stdout);
     while (!cmn_stop_requested) {

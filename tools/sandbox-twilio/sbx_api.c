@@ -28,6 +28,7 @@
 #define MESSAGES_SUFFIX "/Messages.json"
 #define REQUESTS_PATH "/_sandbox/requests"
 #define CALLBACKS_PATH "/_sandbox/callbacks"
+#define ACCEPTED_PATH "/_sandbox/accepted"
 #define FORM_TYPE "application/x-www-form-urlencoded"
 #define MORE_INFO "https://www.twilio.com/docs/errors/"
 #define CALLBACK_TIMEOUT_MS 5000
@@ -193,6 +194,86 @@ int sbx_script_for(const char *to, sbx_script_t *out)
     return 1;
 }
 
+/* The digits of s, at most outlen - 1 of them. */
+static size_t digits_of(const char *s, char *out, size_t outlen)
+{
+    size_t n = 0;
+    for (const char *p = s != NULL ? s : ""; *p != '\0' && n < outlen - 1; p++) {
+        if (*p >= '0' && *p <= '9')
+            out[n++] = *p;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+size_t sbx_receipts_for(const char *to, int has_content_sid, sbx_receipt_t out[SBX_RECEIPTS_MAX])
+{
+    char digits[32];
+    size_t n = digits_of(to, digits, sizeof digits);
+    const char *last5 = n >= 6 ? digits + n - 5 : "";
+    size_t k = 0;
+    if (strcmp(last5, "30003") == 0) {
+        out[k++] = (sbx_receipt_t){"queued", 0};
+        out[k++] = (sbx_receipt_t){"sent", 0};
+        out[k++] = (sbx_receipt_t){"undelivered", 30003};
+    } else if (strcmp(last5, "30006") == 0) {
+        out[k++] = (sbx_receipt_t){"sent", 0};
+        out[k++] = (sbx_receipt_t){"undelivered", 30006};
+    } else if (strcmp(last5, "30008") == 0) {
+        out[k++] = (sbx_receipt_t){"failed", 30008};
+    } else if (strcmp(last5, "63016") == 0 && !has_content_sid) {
+        /* Only a free-form Body hits the window: an approved template
+         * (ContentSid) is delivered like any other message. */
+        out[k++] = (sbx_receipt_t){"sent", 0};
+        out[k++] = (sbx_receipt_t){"failed", 63016};
+    } else if (strcmp(last5, "00000") == 0) {
+        out[k++] = (sbx_receipt_t){"sent", 0};
+    } else {
+        out[k++] = (sbx_receipt_t){"sent", 0};
+        out[k++] = (sbx_receipt_t){"delivered", 0};
+        if (to != NULL && strncmp(to, "whatsapp:", 9) == 0)
+            out[k++] = (sbx_receipt_t){"read", 0};
+    }
+    return k;
+}
+
+/* The value of query parameter name in url (not decoded: the workers write
+ * UUIDs and digits), copied into out; 1 when present. */
+static int query_value(const char *url, const char *name, char *out, size_t outlen)
+{
+    const char *q = url != NULL ? strchr(url, '?') : NULL;
+    size_t nlen = strlen(name);
+    out[0] = '\0';
+    while (q != NULL) {
+        q++;
+        size_t len = strcspn(q, "&#");
+        if (len > nlen && strncmp(q, name, nlen) == 0 && q[nlen] == '=') {
+            size_t vlen = len - nlen - 1;
+            if (vlen >= outlen)
+                vlen = outlen - 1;
+            memcpy(out, q + nlen + 1, vlen);
+            out[vlen] = '\0';
+            return 1;
+        }
+        q = q[len] == '&' ? q + len : NULL;
+    }
+    return 0;
+}
+
+int sbx_callback_ids(const char *url, char *id, size_t idlen, int *hop)
+{
+    char hop_text[16];
+    *hop = -1;
+    if (!query_value(url, "communication_id", id, idlen) || id[0] == '\0') {
+        id[0] = '\0';
+        return 0;
+    }
+    if (query_value(url, "hop", hop_text, sizeof hop_text) && hop_text[0] != '\0' &&
+        strspn(hop_text, "0123456789") == strlen(hop_text) && strlen(hop_text) < 6)
+        *hop = atoi(hop_text);
+    return 1;
+}
+
 /* --------------------------------------------------------------- state */
 
 typedef struct callback {
@@ -213,6 +294,9 @@ struct sbx_api {
     pthread_cond_t wake;
     json_object *requests;  /* array of recorded requests */
     json_object *callbacks; /* array of posted callbacks */
+    json_object *accepted;  /* "<id>/<hop>" -> count of 201 answers */
+    int64_t accepted_total;
+    uint64_t storm_state;   /* the storm's generator */
     int64_t seq;
     callback_t *pending;    /* unsorted; few at a time */
     int stopping;
@@ -449,9 +533,13 @@ sbx_api_t *sbx_api_new(const sbx_api_config_t *cfg, const sbx_schema_t *schema, 
     api->log = log;
     api->requests = json_object_new_array();
     api->callbacks = json_object_new_array();
-    if (api->requests == NULL || api->callbacks == NULL || pthread_mutex_init(&api->lock, NULL) != 0) {
+    api->accepted = json_object_new_object();
+    api->storm_state = cfg->storm.seed;
+    if (api->requests == NULL || api->callbacks == NULL || api->accepted == NULL ||
+        pthread_mutex_init(&api->lock, NULL) != 0) {
         json_object_put(api->requests);
         json_object_put(api->callbacks);
+        json_object_put(api->accepted);
         free(api);
         snprintf(errstr, errlen, "out of memory");
         return NULL;
@@ -485,6 +573,7 @@ void sbx_api_destroy(sbx_api_t *api)
     }
     json_object_put(api->requests);
     json_object_put(api->callbacks);
+    json_object_put(api->accepted);
     pthread_cond_destroy(&api->wake);
     pthread_mutex_destroy(&api->lock);
     free(api);
@@ -641,6 +730,52 @@ static void sleep_ms(int ms)
         ;
 }
 
+/* One more accepted send of (id, hop) for /_sandbox/accepted. */
+static void count_accepted(sbx_api_t *api, const char *id, int hop)
+{
+    char key[96];
+    json_object *count = NULL;
+    snprintf(key, sizeof key, "%s/%d", id, hop < 0 ? 0 : hop);
+    pthread_mutex_lock(&api->lock);
+    if (json_object_object_get_ex(api->accepted, key, &count))
+        json_object_int_inc(count, 1);
+    else
+        json_object_object_add(api->accepted, key, json_object_new_int64(1));
+    api->accepted_total++;
+    pthread_mutex_unlock(&api->lock);
+}
+
+static void accepted_answer(sbx_api_t *api, const cmn_http_request_t *req, cmn_http_response_t *resp)
+{
+    snprintf(resp->content_type, sizeof resp->content_type, "application/json");
+    if (strcmp(req->method, "DELETE") == 0) {
+        json_object *fresh = json_object_new_object();
+        if (fresh == NULL) {
+            resp->status = 500;
+            return;
+        }
+        pthread_mutex_lock(&api->lock);
+        json_object *old = api->accepted;
+        api->accepted = fresh;
+        api->accepted_total = 0;
+        pthread_mutex_unlock(&api->lock);
+        json_object_put(old);
+        resp->status = 204;
+        return;
+    }
+    if (strcmp(req->method, "GET") != 0) {
+        snprintf(resp->extra_headers, sizeof resp->extra_headers, "Allow: GET, DELETE\r\n");
+        twilio_error(resp, 405, 20004, "Method not allowed");
+        return;
+    }
+    pthread_mutex_lock(&api->lock);
+    const char *map = json_object_to_json_string_ext(api->accepted, JSON_C_TO_STRING_PLAIN);
+    int rc = cmn_buf_printf(&resp->body, "{\"accepted\":%lld,\"by_id\":%s}", (long long)api->accepted_total,
+                            map != NULL ? map : "{}");
+    pthread_mutex_unlock(&api->lock);
+    resp->status = rc == 0 ? 200 : 500;
+}
+
 static void create_message(sbx_api_t *api, const cmn_http_request_t *req, const char *path_sid,
                            cmn_http_response_t *resp)
 {
@@ -648,6 +783,9 @@ static void create_message(sbx_api_t *api, const cmn_http_request_t *req, const 
     sbx_form_t form = {.pairs = NULL, .n = 0};
     sbx_error_t err = {0, 0, ""};
     sbx_script_t script;
+    sbx_storm_kind_t storm = SBX_STORM_NONE;
+    char comm_id[64] = "";
+    int hop = -1;
     int parsed = 0;
     int scripted = 0;
     memset(&script, 0, sizeof script);
@@ -680,6 +818,26 @@ static void create_message(sbx_api_t *api, const cmn_http_request_t *req, const 
     parsed = 1;
     if (sbx_validate(api->schema, &form, &err) != 0)
         goto answer;
+    pthread_mutex_lock(&api->lock);
+    storm = sbx_storm_draw(&api->cfg.storm, &api->storm_state);
+    pthread_mutex_unlock(&api->lock);
+    if (storm == SBX_STORM_500) {
+        set_error(&err, 500, 20500, "Internal Server Error");
+        goto answer;
+    }
+    if (storm == SBX_STORM_429) {
+        set_error(&err, 429, 20429, "Too Many Requests");
+        if (api->cfg.storm.retry_after_s > 0)
+            snprintf(retry, sizeof retry, "Retry-After: %d\r\n", api->cfg.storm.retry_after_s);
+        goto answer;
+    }
+    if (storm == SBX_STORM_TIMEOUT) {
+        /* Held past the client's time limit, then refused: the message is
+         * never created, as when Twilio's edge gives up on a request. */
+        sleep_ms(api->cfg.storm.timeout_ms);
+        set_error(&err, 503, 20503, "Service Unavailable");
+        goto answer;
+    }
     scripted = api->cfg.scripts && sbx_script_for(sbx_form_get(&form, "To"), &script);
     if (scripted && script.delay_ms > 0)
         sleep_ms(script.delay_ms);
@@ -714,19 +872,14 @@ static void create_message(sbx_api_t *api, const cmn_http_request_t *req, const 
         goto answer;
     }
     resp->status = 201;
+    if (sbx_callback_ids(sbx_form_get(&form, "StatusCallback"), comm_id, sizeof comm_id, &hop))
+        count_accepted(api, comm_id, hop);
     if (api->cfg.callbacks && present(&form, "StatusCallback")) {
+        sbx_receipt_t receipts[SBX_RECEIPTS_MAX];
+        size_t nr = sbx_receipts_for(sbx_form_get(&form, "To"), present(&form, "ContentSid"), receipts);
         int64_t d = api->cfg.callback_delay_ms;
-        queue_callback(api, &form, sid, "sent", 0, d);
-        /* 63016 (free-form WhatsApp outside the 24-hour window) only hits a
-         * Body: an approved template (ContentSid) is delivered. Twilio
-         * reports it as "failed", a carrier's 30006 as "undelivered". */
-        int outside_window = scripted && script.async_error == 63016 && !present(&form, "ContentSid");
-        if (outside_window)
-            queue_callback(api, &form, sid, "failed", script.async_error, 2 * d);
-        else if (scripted && script.async_error != 0 && script.async_error != 63016)
-            queue_callback(api, &form, sid, "undelivered", script.async_error, 2 * d);
-        else
-            queue_callback(api, &form, sid, "delivered", 0, 2 * d);
+        for (size_t i = 0; i < nr; i++)
+            queue_callback(api, &form, sid, receipts[i].status, receipts[i].error, (int64_t)(i + 1) * d);
     }
 answer:
     if (err.http_status != 0) {
@@ -749,6 +902,14 @@ answer:
             cmn_json_add_int64(entry, "error_code", err.code);
         if (sid[0] != '\0')
             cmn_json_add_string(entry, "sid", sid);
+        if (storm != SBX_STORM_NONE)
+            cmn_json_add_string(entry, "storm", sbx_storm_name(storm));
+        if (parsed && comm_id[0] == '\0')
+            sbx_callback_ids(sbx_form_get(&form, "StatusCallback"), comm_id, sizeof comm_id, &hop);
+        if (comm_id[0] != '\0') {
+            cmn_json_add_string(entry, "communication_id", comm_id);
+            cmn_json_add_int64(entry, "hop", hop);
+        }
         json_object_object_add(entry, "params", parsed ? params_json(api, &form) : NULL);
         pthread_mutex_lock(&api->lock);
         cmn_json_add_int64(entry, "seq", ++api->seq);
@@ -804,6 +965,10 @@ void sbx_api_handle(void *ctx, const cmn_http_request_t *req, cmn_http_response_
     }
     if (strcmp(path, CALLBACKS_PATH) == 0) {
         list_or_reset(api, req, &api->callbacks, resp);
+        return;
+    }
+    if (strcmp(path, ACCEPTED_PATH) == 0) {
+        accepted_answer(api, req, resp);
         return;
     }
     if (plen > pre + suf && strncmp(path, ACCOUNTS_PREFIX, pre) == 0 &&

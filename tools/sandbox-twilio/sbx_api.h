@@ -9,6 +9,14 @@
  *   DELETE /_sandbox/requests    forget them
  *   GET    /_sandbox/callbacks   every status callback posted (with --callbacks)
  *   DELETE /_sandbox/callbacks   forget them
+ *   GET    /_sandbox/accepted    how many sends were accepted (201) per
+ *                                communication and hop, read from the
+ *                                StatusCallback URL's communication_id and hop:
+ *                                {"accepted":N,"by_id":{"<id>/<hop>":count}}
+ *                                (kept apart from the request record, so it
+ *                                never drops old entries); the chaos tests count
+ *                                provider-side duplicates from it
+ *   DELETE /_sandbox/accepted    forget them
  *
  * Checks on a create, in the order Twilio applies them (first failure wins):
  *   1. HTTP basic auth is the configured AccountSid:AuthToken      401 / 20003
@@ -26,7 +34,11 @@
  *      Body, MediaUrl or ContentSid is present                      400 / 21602
  *      Body has at most 1600 characters                             400 / 21617
  *      at most 10 MediaUrl                                          400 / 21623
- *   7. scripted failures by the To number (sbx_script_for)
+ *   7. the storm, when one is configured (sbx_storm.h): 500 / 20500,
+ *      429 / 20429 with Retry-After, or an answer held longer than the
+ *      client waits and then 503 / 20503 (a held send is never accepted, so
+ *      a storm never makes a provider-side duplicate by itself)
+ *   8. scripted failures by the To number (sbx_script_for)
  * Errors are Twilio's error body {code, message, more_info, status}.
  *
  * Thread-safe: the HTTP server calls sbx_api_handle from its worker threads;
@@ -40,6 +52,7 @@
 #include "crm/log.h"
 #include "sbx_form.h"
 #include "sbx_spec.h"
+#include "sbx_storm.h"
 
 /* The longest Body Twilio accepts, in characters. */
 #define SBX_BODY_MAX_CHARS 1600
@@ -81,6 +94,28 @@ typedef struct sbx_script {
 } sbx_script_t;
 int sbx_script_for(const char *to, sbx_script_t *out);
 
+/* The status callbacks an accepted message gets (with --callbacks), in
+ * order, keyed by the digits at the end of To like the scripts:
+ *   ...30003   queued, sent, undelivered 30003 (unreachable handset)
+ *   ...30006   sent, undelivered 30006 (landline or unreachable carrier)
+ *   ...30008   failed 30008 (unknown error)
+ *   ...63016   free-form (no ContentSid): sent, failed 63016; a template
+ *              (ContentSid) gets the default below
+ *   ...00000   sent only: never a final receipt, for the receipt deadline
+ *   otherwise  sent, delivered, and read for a whatsapp: address
+ * Fills at most SBX_RECEIPTS_MAX and returns how many. Pure. */
+#define SBX_RECEIPTS_MAX 4
+typedef struct sbx_receipt {
+    const char *status; /* MessageStatus: queued, sent, delivered, read, undelivered, failed */
+    long error;         /* ErrorCode, 0 for none */
+} sbx_receipt_t;
+size_t sbx_receipts_for(const char *to, int has_content_sid, sbx_receipt_t out[SBX_RECEIPTS_MAX]);
+
+/* Reads communication_id and hop from the query of a StatusCallback URL
+ * ("...?communication_id=<uuid>&hop=1&attempt=2", as the workers write it).
+ * id gets "" and *hop -1 when absent. Returns 1 when an id was found. Pure. */
+int sbx_callback_ids(const char *url, char *id, size_t idlen, int *hop);
+
 typedef struct sbx_api_config {
     const char *account_sid; /* borrowed */
     const char *auth_token;  /* borrowed, secret */
@@ -88,6 +123,7 @@ typedef struct sbx_api_config {
     int callbacks;           /* 1: post status callbacks to StatusCallback URLs */
     int callback_delay_ms;   /* between two callbacks of one message */
     size_t record_max;       /* requests kept for /_sandbox/requests (oldest dropped) */
+    sbx_storm_cfg_t storm;   /* no storm when every share is 0 */
 } sbx_api_config_t;
 
 typedef struct sbx_api sbx_api_t;

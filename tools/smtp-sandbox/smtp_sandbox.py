@@ -18,6 +18,19 @@ whose local part starts with "slow" followed by milliseconds
 ("slow3000-ana@example.com") gets its end-of-DATA reply that much later, so
 tests can catch a client in the middle of a transfer.
 
+Storms: with --storm "451=0.20,drop=0.05" (or SMTP_SANDBOX_STORM), each
+recipient draws one number in [0, 1): the first share is refused at RCPT TO
+with "451 4.3.0" (a transient failure the client retries), the next share
+has its connection dropped at the end of DATA without an answer and without
+keeping the message (a network failure). --storm-seed N (or
+SMTP_SANDBOX_STORM_SEED) makes the sequence of outcomes the same on every
+run. Neither outcome keeps the message, so a storm alone never makes a
+duplicate.
+
+Accepted log: with --accepted-log FILE, every accepted message appends one
+line "<queue id> <recipient>[,<recipient>...]" to FILE (also in --sink
+mode), which the chaos tests read to count provider-side duplicates.
+
 Prints one line "smtp-sandbox ready on HOST:PORT" once it accepts
 connections, and exits 0 on SIGTERM or SIGINT.
 
@@ -25,7 +38,8 @@ Usage:
   smtp_sandbox.py --port 2525 --maildir var/maildir \
       [--host 127.0.0.1] [--tls-cert server.pem --tls-key server.key] \
       [--auth-user demo --auth-password secret] [--fail-rcpt-prefix fail]
-      [--slow-rcpt-prefix slow]
+      [--slow-rcpt-prefix slow] [--storm 451=0.2,drop=0.05] [--storm-seed 1]
+      [--accepted-log FILE]
 The password may also come from the SMTP_SANDBOX_PASSWORD environment
 variable, which keeps it out of the process list.
 """
@@ -36,6 +50,7 @@ import hmac
 import logging
 import mailbox
 import os
+import random
 import re
 import secrets
 import signal
@@ -47,10 +62,59 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
+def parse_storm(spec):
+    """Parses "451=0.20,drop=0.05" into {"451": 0.2, "drop": 0.05}; raises
+    ValueError naming the problem."""
+    shares = {"451": 0.0, "drop": 0.0}
+    if not spec:
+        return shares
+    seen = set()
+    for item in spec.split(","):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"'{item}' is not KEY=SHARE")
+        if key not in shares:
+            raise ValueError(f"unknown key '{key}' (451 or drop)")
+        if key in seen:
+            raise ValueError(f"key '{key}' given twice")
+        try:
+            share = float(value)
+        except ValueError:
+            raise ValueError(f"{key}: '{value}' is not a share between 0 and 1") from None
+        if not 0.0 <= share <= 1.0 or value.strip() != value:
+            raise ValueError(f"{key}: '{value}' is not a share between 0 and 1")
+        shares[key] = share
+        seen.add(key)
+    if shares["451"] + shares["drop"] > 1.0 + 1e-9:
+        raise ValueError("shares add up to more than 1")
+    return shares
+
+
+class Storm:
+    """Seeded draws of storm outcomes, shared by every connection."""
+
+    def __init__(self, shares, seed):
+        self.shares = shares
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+
+    def draw(self):
+        """"451", "drop" or None."""
+        if self.shares["451"] <= 0 and self.shares["drop"] <= 0:
+            return None
+        with self.lock:
+            u = self.rng.random()
+        if u < self.shares["451"]:
+            return "451"
+        if u < self.shares["451"] + self.shares["drop"]:
+            return "drop"
+        return None
+
+
 class SandboxHandler:
     """aiosmtpd handler: scripted RCPT refusals and Maildir delivery."""
 
-    def __init__(self, maildir_path, fail_prefix, slow_prefix, sink=False):
+    def __init__(self, maildir_path, fail_prefix, slow_prefix, sink=False, storm=None, accepted_log=None):
         # mailbox.Maildir(create=True) makes tmp/, new/ and cur/ only when it
         # creates the top directory itself; callers (crmctl dev up) may have
         # made an empty one already.
@@ -62,6 +126,9 @@ class SandboxHandler:
         self.received = 0
         self.fail_re = None
         self.slow_re = None
+        self.storm = storm
+        self.accepted_log = accepted_log
+        self.storm_counts = {"451": 0, "drop": 0}
         if fail_prefix:
             self.fail_re = re.compile(re.escape(fail_prefix) + r"([45][0-9][0-9])", re.IGNORECASE)
         if slow_prefix:
@@ -77,6 +144,13 @@ class SandboxHandler:
         return delay
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        outcome = self.storm.draw() if self.storm else None
+        if outcome == "451":
+            self.storm_counts["451"] += 1
+            return "451 4.3.0 Try again later (sandbox storm)"
+        if outcome == "drop":
+            # Remembered for the end of DATA, where the connection is cut.
+            envelope.sandbox_drop = True
         local = address.rsplit("@", 1)[0]
         match = self.fail_re.match(local) if self.fail_re else None
         if match:
@@ -103,10 +177,19 @@ class SandboxHandler:
         delay = self.delay_seconds(envelope)
         if delay > 0:
             await asyncio.sleep(delay)
+        if getattr(envelope, "sandbox_drop", False):
+            # The whole message came, but no answer ever will: the client
+            # cannot know whether it was kept (it was not).
+            self.storm_counts["drop"] += 1
+            server.transport.abort()
+            return "421 4.4.2 Connection dropped (sandbox storm)"
         with self.lock:
             self.received += 1
             if not self.sink:
                 self.maildir.add(head + content)
+            if self.accepted_log:
+                with open(self.accepted_log, "a", encoding="utf-8") as log:
+                    log.write(f"{queue_id} {','.join(envelope.rcpt_tos)}\n")
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
 
@@ -144,6 +227,10 @@ def parse_args(argv):
     p.add_argument("--fail-rcpt-prefix", default="", help='e.g. "fail": fail550-x@... gets 550, fail451@... gets 451')
     p.add_argument("--slow-rcpt-prefix", default="", help='e.g. "slow": slow3000-x@... waits 3 s before the DATA reply')
     p.add_argument("--data-size-limit", type=int, default=33554432)
+    p.add_argument("--storm", default=os.environ.get("SMTP_SANDBOX_STORM", ""),
+                   help='e.g. "451=0.20,drop=0.05": shares of recipients refused with 451 and of connections dropped')
+    p.add_argument("--storm-seed", type=int, default=int(os.environ.get("SMTP_SANDBOX_STORM_SEED", "1")))
+    p.add_argument("--accepted-log", help="append one line per accepted message: queue id and recipients")
     p.add_argument("--sink", action="store_true",
                    help="accept and count messages without storing them (benchmarks: measures the client, not the disk)")
     args = p.parse_args(argv)
@@ -155,13 +242,19 @@ def parse_args(argv):
         p.error("--auth-user needs --auth-password or SMTP_SANDBOX_PASSWORD")
     if args.auth_user and not args.tls_cert:
         p.error("--auth-user needs --tls-cert: AUTH is only offered over TLS")
+    try:
+        args.storm_shares = parse_storm(args.storm)
+    except ValueError as err:
+        p.error(f"--storm: {err}")
     return args
 
 
 def main(argv):
     args = parse_args(argv)
     logging.getLogger("mail.log").addFilter(QuietDeprecation())
-    handler = SandboxHandler(args.maildir, args.fail_rcpt_prefix, args.slow_rcpt_prefix, args.sink)
+    storm = Storm(args.storm_shares, args.storm_seed)
+    handler = SandboxHandler(args.maildir, args.fail_rcpt_prefix, args.slow_rcpt_prefix, args.sink, storm,
+                             args.accepted_log)
     smtp_kwargs = {"data_size_limit": args.data_size_limit}
     if args.tls_cert:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -189,7 +282,9 @@ def main(argv):
             pass
     finally:
         controller.stop()
-        print(f"smtp-sandbox stopped after receiving {handler.received} messages", flush=True)
+        print(f"smtp-sandbox stopped after receiving {handler.received} messages "
+              f"(storm: {handler.storm_counts['451']} refused with 451, {handler.storm_counts['drop']} dropped)",
+              flush=True)
     return 0
 
 
