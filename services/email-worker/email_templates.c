@@ -138,7 +138,21 @@ cleanup:
     return rc;
 }
 
-json_object *email_templates_data_new(json_object *context, const cmn_recipient_t *r)
+json_object *email_templates_data_new(json_object *context, const cmn_recipient_t *r, const char *unsubscribe_url)
 {
-    return cmn_templates_data_new(context, r, CMN_CHANNEL_EMAIL);
+    json_object *data = cmn_templates_data_new(context, r, CMN_CHANNEL_EMAIL);
+    if (data == NULL)
+        return NULL;
+    /* The data object is our own (its members are shared references), so
+     * replacing a key here leaves the dispatch's context untouched. */
+    json_object_object_del(data, "unsubscribe_url");
+    if (unsubscribe_url != NULL) {
+        json_object *v = json_object_new_string(unsubscribe_url);
+        if (v == NULL || json_object_object_add(data, "unsubscribe_url", v) != 0) {
+            json_object_put(v);
+            json_object_put(data);
+            return NULL;
+        }
+    }
+    return data;
 }

@@ -76,7 +76,11 @@ size_t email_templates_locale_chain(const char *locale, const char *fallback,
  * members (shared references, context borrowed, may be NULL) plus
  * "recipient": the context's own "recipient" members overlaid with the
  * dispatch recipient's name, email and locale (r borrowed, may be NULL), so
- * templates can say {{recipient.name}}. NULL when out of memory. */
-json_object *email_templates_data_new(json_object *context, const cmn_recipient_t *r);
+ * templates can say {{recipient.name}}; and, when unsubscribe_url is not
+ * NULL (copied), "unsubscribe_url" for a visible unsubscribe link. It
+ * replaces any "unsubscribe_url" of the context: the link must be the
+ * signed one the worker made, never one a producer supplied. NULL when out
+ * of memory. */
+json_object *email_templates_data_new(json_object *context, const cmn_recipient_t *r, const char *unsubscribe_url);
 
 #endif

@@ -10,6 +10,7 @@
 #include "crm/json.h"
 #include "crm/request.h"
 #include "crm/time.h"
+#include "crm/track.h"
 #include "crm/uuid.h"
 #include "email_mime.h"
 #include "email_smtp.h"
@@ -20,6 +21,10 @@
 #endif
 
 #define OFF(field) offsetof(email_worker_config_t, field)
+
+/* Longest TRACKING_BASE_URL: with "/u/" and the longest unsubscribe token
+ * (about 400 characters) the URI stays within EMAIL_MIME_MAX_UNSUB_URI. */
+#define EMAIL_TRACKING_BASE_MAX 400
 
 static const cmn_cfg_entry_t CONFIG_TABLE[] = {
     {"KAFKA_BROKERS", CMN_CFG_STRING, "localhost:9092", 0, OFF(kafka_brokers), "Kafka bootstrap servers.", 0, 0},
@@ -41,10 +46,17 @@ static const cmn_cfg_entry_t CONFIG_TABLE[] = {
     {"EMAIL_BATCH_SIZE", CMN_CFG_INT, "200", 0, OFF(batch_size), "Dispatches consumed per batch.", 1, 10000},
     {"EMAIL_GROUP_ID", CMN_CFG_STRING, "crm-email-worker", 0, OFF(group_id), "Kafka consumer group.", 0, 0},
     {"KAFKA_SESSION_TIMEOUT_MS", CMN_CFG_INT, "45000", 0, OFF(session_timeout_ms), "Consumer group session timeout: how soon a dead replica's partitions move to a live one.", 6000, 300000},
+    {"TRACKING_BASE_URL", CMN_CFG_STRING, "", 0, OFF(tracking_base_url), "Public base URL of the webhook receiver (https://hooks.example.com) for the open pixel, click links and the List-Unsubscribe https URI; empty disables open and click tracking.", 0, 0},
+    {"CRM_TRACKING_KEY", CMN_CFG_STRING, "", 1, OFF(tracking_key), "Secret of 32+ characters that signs tracking and unsubscribe tokens; the webhook receiver must have the same. Required with TRACKING_BASE_URL or UNSUBSCRIBE_MAILTO.", 0, 0},
+    {"UNSUBSCRIBE_MAILTO", CMN_CFG_STRING, "", 0, OFF(unsubscribe_mailto), "Address of the mailto: List-Unsubscribe URI (unsubscribe@example.com); empty leaves it out.", 0, 0},
+    {"EMAIL_TRACK_OPENS", CMN_CFG_BOOL, "true", 0, OFF(track_opens), "Add the open pixel to HTML emails (needs TRACKING_BASE_URL).", 0, 0},
+    {"EMAIL_TRACK_CLICKS", CMN_CFG_BOOL, "true", 0, OFF(track_clicks), "Rewrite http(s) links of HTML emails to signed click redirects (needs TRACKING_BASE_URL).", 0, 0},
     {"RETRY_MAX_ATTEMPTS", CMN_CFG_INT, "5", 0, OFF(retry_max_attempts), "Attempts per message on this channel, the first included; after the last, fallback to the next channel of the plan or dead (crm.dlq).", 1, 50},
     {"RETRY_BASE_MS", CMN_CFG_INT, "5000", 0, OFF(retry_base_ms), "First backoff window: the retry after attempt k waits a random time in [0, min(RETRY_CAP_MS, RETRY_BASE_MS * 2^(k-1))], at least the provider's Retry-After.", 1, 86400000},
     {"RETRY_CAP_MS", CMN_CFG_INT, "1800000", 0, OFF(retry_cap_ms), "Largest backoff window (at least RETRY_BASE_MS).", 1, 86400000},
 };
+
+static int tracking_config_check(const email_worker_config_t *cfg, char *errstr, size_t errlen);
 
 const cmn_cfg_entry_t *email_worker_config_table(size_t *n)
 {
@@ -77,6 +89,36 @@ int email_worker_config_check(const email_worker_config_t *cfg, char *errstr, si
     }
     if (cfg->smtp_username[0] != '\0' && !cfg->smtp_use_tls && cfg->smtp_port != 465) {
         snprintf(errstr, errlen, "SMTP_USE_TLS: must be true when SMTP_USERNAME is set (AUTH would send the password in clear)");
+        return CMN_ERR_CONFIG;
+    }
+    return tracking_config_check(cfg, errstr, errlen);
+}
+
+/* The tracking settings: a base URL that tokens can be appended to and
+ * that keeps the List-Unsubscribe line within bounds, a plain address, and
+ * a key whenever anything is signed. */
+static int tracking_config_check(const email_worker_config_t *cfg, char *errstr, size_t errlen)
+{
+    const char *base = cfg->tracking_base_url;
+    const char *mailto = cfg->unsubscribe_mailto;
+    if (base[0] != '\0') {
+        cmn_buf_t probe = CMN_BUF_INIT;
+        int rc = strlen(base) <= EMAIL_TRACKING_BASE_MAX ? cmn_track_url(base, CMN_TRACK_OPEN, "AA", &probe)
+                                                          : CMN_ERR_INVALID;
+        cmn_buf_free(&probe);
+        if (rc != 0) {
+            snprintf(errstr, errlen, "TRACKING_BASE_URL: must be an http(s) URL without query or fragment, at most %d "
+                     "characters, like https://hooks.example.com", EMAIL_TRACKING_BASE_MAX);
+            return CMN_ERR_CONFIG;
+        }
+    }
+    if (mailto[0] != '\0' && !email_mime_valid_address(mailto)) {
+        snprintf(errstr, errlen, "UNSUBSCRIBE_MAILTO: must be an address like unsubscribe@example.com");
+        return CMN_ERR_CONFIG;
+    }
+    if ((base[0] != '\0' || mailto[0] != '\0') && strlen(cfg->tracking_key) < CMN_TRACK_KEY_MIN) {
+        snprintf(errstr, errlen, "CRM_TRACKING_KEY: must be at least %d characters when TRACKING_BASE_URL or "
+                 "UNSUBSCRIBE_MAILTO is set", CMN_TRACK_KEY_MIN);
         return CMN_ERR_CONFIG;
     }
     return 0;
@@ -117,6 +159,9 @@ email_channel_t *email_channel_new(const email_worker_config_t *cfg, const cmn_l
     c->smtp = email_smtp_new(&sc, errstr, errlen);
     if (c->smtp == NULL)
         goto fail;
+    if (cfg->tracking_base_url[0] == '\0' && cfg->unsubscribe_mailto[0] == '\0')
+        cmn_log_warn(log, NULL, "no List-Unsubscribe header: set TRACKING_BASE_URL and/or UNSUBSCRIBE_MAILTO "
+                     "(bulk senders must offer one-click unsubscribe)");
     return c;
 fail:
     email_channel_destroy(c);
@@ -218,6 +263,86 @@ static int decode_attachments(const cmn_dispatch_t *d, email_attachment_t **atts
     return 0;
 }
 
+/* What tracking adds to one message; strings are owned. */
+typedef struct tracking {
+    cmn_track_token_t ids;  /* tenant, client, communication, hop of the dispatch */
+    char *unsubscribe_url;  /* TRACKING_BASE_URL/u/<token>, or NULL */
+    char *unsubscribe_mailto; /* mailto:UNSUBSCRIBE_MAILTO?subject=unsubscribe-<token>, or NULL */
+} tracking_t;
+
+static void tracking_clear(tracking_t *t)
+{
+    free(t->unsubscribe_url);
+    free(t->unsubscribe_mailto);
+    t->unsubscribe_url = NULL;
+    t->unsubscribe_mailto = NULL;
+}
+
+/* Makes the unsubscribe URIs of dispatch d, one token for both: the same
+ * token identifies the message whichever way the person unsubscribes. */
+static int tracking_prepare(const email_worker_config_t *cfg, const cmn_dispatch_t *d, tracking_t *t)
+{
+    cmn_buf_t token = CMN_BUF_INIT, url = CMN_BUF_INIT, mailto = CMN_BUF_INIT;
+    int rc = 0;
+    cmn_track_token_init(&t->ids);
+    t->unsubscribe_url = NULL;
+    t->unsubscribe_mailto = NULL;
+    t->ids.channel = CMN_CHANNEL_EMAIL;
+    t->ids.hop = d->hop;
+    snprintf(t->ids.tenant_id, sizeof t->ids.tenant_id, "%s", d->tenant_id);
+    snprintf(t->ids.client_id, sizeof t->ids.client_id, "%s", d->client_id);
+    snprintf(t->ids.communication_id, sizeof t->ids.communication_id, "%s", d->communication_id);
+    if (cfg->tracking_base_url[0] == '\0' && cfg->unsubscribe_mailto[0] == '\0')
+        return 0;
+    cmn_track_token_t u = t->ids;
+    u.kind = CMN_TRACK_UNSUBSCRIBE;
+    rc = cmn_track_token_make(cfg->tracking_key, &u, &token);
+    if (rc == 0 && cfg->tracking_base_url[0] != '\0') {
+        rc = cmn_track_url(cfg->tracking_base_url, CMN_TRACK_UNSUBSCRIBE, token.data, &url);
+        if (rc == 0)
+            t->unsubscribe_url = cmn_buf_steal(&url);
+    }
+    if (rc == 0 && cfg->unsubscribe_mailto[0] != '\0') {
+        rc = cmn_track_mailto(cfg->unsubscribe_mailto, token.data, &mailto);
+        if (rc == 0)
+            t->unsubscribe_mailto = cmn_buf_steal(&mailto);
+    }
+    cmn_buf_free(&token);
+    cmn_buf_free(&url);
+    cmn_buf_free(&mailto);
+    if (rc != 0)
+        tracking_clear(t);
+    return rc;
+}
+
+/* Rewrites r->html for opens and clicks when TRACKING_BASE_URL is set.
+ * The text part keeps its links as they are: people copy them, and a long
+ * redirect URL in plain text is both ugly and easy to break. */
+static int tracking_rewrite_html(const email_worker_config_t *cfg, const tracking_t *t, email_rendered_t *r,
+                                 int *links)
+{
+    *links = 0;
+    if (r->html == NULL || cfg->tracking_base_url[0] == '\0' || (!cfg->track_opens && !cfg->track_clicks))
+        return 0;
+    cmn_track_html_t o = {
+        .key = cfg->tracking_key,
+        .base_url = cfg->tracking_base_url,
+        .ids = &t->ids,
+        .track_opens = cfg->track_opens,
+        .track_clicks = cfg->track_clicks,
+    };
+    cmn_buf_t out = CMN_BUF_INIT;
+    int rc = cmn_track_html_rewrite(&o, r->html, strlen(r->html), &out, links);
+    if (rc == 0 && out.data == NULL)
+        rc = cmn_buf_puts(&out, "");
+    if (rc == 0) {
+        free(r->html);
+        r->html = cmn_buf_steal(&out);
+    }
+    cmn_buf_free(&out);
+    return rc;
+}
+
 static int email_prepare(void *impl, const cmn_dispatch_t *d, void **msg, cmn_worker_result_t *res)
 {
     email_channel_t *c = impl;
@@ -230,11 +355,23 @@ static int email_prepare(void *impl, const cmn_dispatch_t *d, void **msg, cmn_wo
     char id_token[CMN_UUID_STR_LEN + 1], boundary[CMN_UUID_STR_LEN + 1];
     char name[160];
     email_mime_error_t err = {0};
+    tracking_t track = {0};
+    json_object *data = NULL;
+    int links = 0;
     int rc;
 
     memset(&r, 0, sizeof r);
     *msg = NULL;
-    json_object *data = email_templates_data_new(d->context, &d->recipient);
+    rc = tracking_prepare(c->cfg, d, &track);
+    if (rc != 0) {
+        /* The dispatch's ids were validated, so only memory can fail here. */
+        cmn_worker_result_fail(res, CMN_WORKER_RETRYABLE, "internal_error", "retryable: cannot make tracking links");
+        goto cleanup;
+    }
+    /* The visible link goes to the unsubscribe page, or to the mailbox when
+     * there is no page. */
+    data = email_templates_data_new(d->context, &d->recipient,
+                                    track.unsubscribe_url != NULL ? track.unsubscribe_url : track.unsubscribe_mailto);
     if (data == NULL) {
         cmn_worker_result_fail(res, CMN_WORKER_RETRYABLE, "out_of_memory", "retryable: out of memory");
         rc = CMN_ERR_NOMEM;
@@ -243,6 +380,11 @@ static int email_prepare(void *impl, const cmn_dispatch_t *d, void **msg, cmn_wo
     rc = render(c, d, data, &r, res);
     if (rc != 0)
         goto cleanup;
+    rc = tracking_rewrite_html(c->cfg, &track, &r, &links);
+    if (rc != 0) {
+        cmn_worker_result_fail(res, CMN_WORKER_RETRYABLE, "internal_error", "retryable: cannot add tracking links");
+        goto cleanup;
+    }
     rc = decode_attachments(d, &atts, &blobs, &natts, res);
     if (rc != 0)
         goto cleanup;
@@ -278,6 +420,8 @@ static int email_prepare(void *impl, const cmn_dispatch_t *d, void **msg, cmn_wo
         .date_ms = cmn_now_ms(),
         .id_token = id_token,
         .boundary_token = boundary,
+        .unsubscribe_url = track.unsubscribe_url,
+        .unsubscribe_mailto = track.unsubscribe_mailto,
     };
     rc = email_mime_build(&in, &mime, msgid, &err);
     if (rc == CMN_ERR_NOMEM) {
@@ -300,8 +444,8 @@ static int email_prepare(void *impl, const cmn_dispatch_t *d, void **msg, cmn_wo
     }
     snprintf(res->provider_message_id, sizeof res->provider_message_id, "%s", msgid);
     *msg = tx;
-    cmn_log_debug(c->log, d->communication_id, "prepared %s email (locale %s, %zu bytes, %zu attachments)",
-                  r.html != NULL ? "text+html" : "text", r.locale, len, natts);
+    cmn_log_debug(c->log, d->communication_id, "prepared %s email (locale %s, %zu bytes, %zu attachments, %d tracked links)",
+                  r.html != NULL ? "text+html" : "text", r.locale, len, natts, links);
 cleanup:
     for (size_t i = 0; blobs != NULL && i < natts; i++)
         free(blobs[i]);
@@ -310,6 +454,7 @@ cleanup:
     cmn_buf_free(&mime);
     email_rendered_clear(&r);
     json_object_put(data);
+    tracking_clear(&track);
     return rc;
 }
 

@@ -9,6 +9,12 @@
  * submit:  an SMTP transfer (email_smtp) to the dispatch's address;
  * classify: the SMTP reply (email_smtp_classify).
  *
+ * Tracking (docs/email.md, "Tracking and unsubscribe"): with
+ * TRACKING_BASE_URL and/or UNSUBSCRIBE_MAILTO every message carries
+ * List-Unsubscribe (and List-Unsubscribe-Post for the https URI) with a
+ * token signed by CRM_TRACKING_KEY (crm/track.h); with TRACKING_BASE_URL
+ * the HTML part also gets signed click links and the open pixel.
+ *
  * Status mapping (see docs/email.md): provider "smtp"; provider_message_id
  * is our Message-ID, angle brackets included, on sending, sent and failed;
  * sent carries the server's final reply in `reason` as "smtp_reply: 250 ...";
@@ -45,6 +51,11 @@ typedef struct email_worker_config {
     long batch_size;
     char *group_id;
     long session_timeout_ms;
+    char *tracking_base_url;
+    char *tracking_key;
+    char *unsubscribe_mailto;
+    int track_opens;
+    int track_clicks;
     long retry_max_attempts;
     long retry_base_ms;
     long retry_cap_ms;
@@ -54,7 +65,9 @@ typedef struct email_worker_config {
 const cmn_cfg_entry_t *email_worker_config_table(size_t *n);
 
 /* Checks what the table cannot: SMTP_FROM_EMAIL is an address, the from
- * name has no line breaks, TEMPLATE_FALLBACK_LOCALE is a locale. Returns 0 or
+ * name has no line breaks, TEMPLATE_FALLBACK_LOCALE is a locale,
+ * TRACKING_BASE_URL is a base URL, UNSUBSCRIBE_MAILTO an address, and
+ * CRM_TRACKING_KEY is long enough when either is set. Returns 0 or
  * CMN_ERR_CONFIG with one "VARIABLE: reason" line in errstr. */
 int email_worker_config_check(const email_worker_config_t *cfg, char *errstr, size_t errlen);
 

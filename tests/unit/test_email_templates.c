@@ -73,7 +73,7 @@ static json_object *data_with(const char *name, const char *locale)
     r.name = (char *)name;
     r.locale = (char *)locale;
     json_object *ctx = json_tokener_parse("{\"company\":{\"name\":\"Acme <Health>\"},\"amount\":\"42 €\"}");
-    json_object *data = email_templates_data_new(ctx, &r);
+    json_object *data = email_templates_data_new(ctx, &r, NULL);
     json_object_put(ctx);
     cr_assert_not_null(data);
     return data;
@@ -285,7 +285,7 @@ Test(email_templates, data_merges_context_and_recipient)
     r.email = "ana@example.com";
     r.locale = "pt-BR";
     json_object *ctx = json_tokener_parse("{\"amount\":12,\"recipient\":{\"name\":\"Spoof\",\"title\":\"Dr\"}}");
-    json_object *data = email_templates_data_new(ctx, &r);
+    json_object *data = email_templates_data_new(ctx, &r, NULL);
     json_object_put(ctx); /* data keeps its own references */
     json_object *rec = cmn_json_get_object(data, "recipient");
     cr_assert_str_eq(cmn_json_get_string(rec, "name"), "Ana", "the dispatch recipient wins");
@@ -295,11 +295,67 @@ Test(email_templates, data_merges_context_and_recipient)
     int64_t amount = 0;
     cr_assert_eq(cmn_json_get_int64(data, "amount", &amount), 0);
     cr_assert_eq(amount, 12);
+    cr_assert_null(cmn_json_get_string(data, "unsubscribe_url"), "none unless the worker gives one");
     json_object_put(data);
 
-    data = email_templates_data_new(NULL, NULL);
+    data = email_templates_data_new(NULL, NULL, NULL);
     cr_assert_not_null(cmn_json_get_object(data, "recipient"));
     json_object_put(data);
+}
+
+Test(email_templates, unsubscribe_url_is_the_workers)
+{
+    /* A producer's own "unsubscribe_url" never reaches the template: the
+     * visible link must be the signed one. */
+    json_object *ctx = json_tokener_parse("{\"unsubscribe_url\":\"https://evil.example/\",\"amount\":1}");
+    json_object *data = email_templates_data_new(ctx, NULL, "https://hooks.example.com/u/AQID");
+    cr_assert_not_null(data);
+    cr_expect_str_eq(cmn_json_get_string(data, "unsubscribe_url"), "https://hooks.example.com/u/AQID");
+    cr_expect_str_eq(cmn_json_get_string(ctx, "unsubscribe_url"), "https://evil.example/", "context untouched");
+    json_object_put(data);
+    data = email_templates_data_new(ctx, NULL, NULL);
+    cr_expect_null(cmn_json_get_string(data, "unsubscribe_url"));
+    json_object_put(data);
+    json_object_put(ctx);
+
+    /* And it renders, escaped in HTML like any value. */
+    char dir[] = "/tmp/crm-tpl-unsub-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/news", dir);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/news/en", dir);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    const char *files[][2] = {{"subject.mustache", "News\n"},
+                              {"body.txt.mustache", "Unsubscribe: {{unsubscribe_url}}\n"},
+                              {"body.html.mustache", "<a href=\"{{unsubscribe_url}}\">Unsubscribe</a>\n"}};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/news/en/%s", dir, files[i][0]);
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        fputs(files[i][1], f);
+        fclose(f);
+    }
+    char err[256] = "";
+    email_templates_t *t = email_templates_new(dir, "en", err, sizeof err);
+    cr_assert_not_null(t, "%s", err);
+    data = email_templates_data_new(NULL, NULL, "https://hooks.example.com/u/A&B");
+    email_rendered_t r;
+    cr_assert_eq(render(t, "news", "en", data, &r), 0);
+    cr_expect_str_eq(r.text, "Unsubscribe: https://hooks.example.com/u/A&B\n");
+    cr_expect_str_eq(r.html, "<a href=\"https://hooks.example.com/u/A&amp;B\">Unsubscribe</a>\n");
+    email_rendered_clear(&r);
+    json_object_put(data);
+    email_templates_destroy(t);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/news/en/%s", dir, files[i][0]);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/news/en", dir);
+    rmdir(path);
+    snprintf(path, sizeof path, "%s/news", dir);
+    rmdir(path);
+    rmdir(dir);
 }
 
 typedef struct thread_arg {
@@ -361,7 +417,7 @@ Test(email_templates_repo, every_shipped_template_renders)
         "\"login_url\":\"https://crm.example/login\",\"company\":{\"name\":\"Acme & Sons\"}}");
     cmn_recipient_t rec = {0};
     rec.name = "Zoë <O'Brien>";
-    json_object *data = email_templates_data_new(ctx, &rec);
+    json_object *data = email_templates_data_new(ctx, &rec, NULL);
     json_object_put(ctx);
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         for (size_t k = 0; k < sizeof locales / sizeof locales[0]; k++) {
