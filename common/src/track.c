@@ -716,14 +716,16 @@ static int click_url(rewriter_t *rw, const char *v, size_t n)
 }
 
 /* Copies the <a ...> tag starting at h[i] (h[i] == '<', h[i+1] is a or A
- * and a tag name boundary follows), rewriting its first href. Returns the
- * index after the tag, or a negative error (as -(size_t) is awkward, the
- * error goes through *rc). */
+ * and a tag name boundary follows), rewriting its first href unless the tag
+ * has a data-crm-notrack attribute. Returns the index after the tag; *rc
+ * gets 0 or a negative error. */
 static size_t copy_anchor(rewriter_t *rw, const char *h, size_t len, size_t i, int *rc)
 {
     size_t p = i + 2;
-    int seen_href = 0;
+    size_t href_start = 0, href_end = 0;
+    int has_href = 0, notrack = 0;
     *rc = 0;
+    /* First the whole tag: the opt-out may come after the href. */
     while (p < len && h[p] != '>') {
         if (is_space((unsigned char)h[p]) || h[p] == '/') {
             p++;
@@ -733,6 +735,8 @@ static size_t copy_anchor(rewriter_t *rw, const char *h, size_t len, size_t i, i
         while (p < len && !is_space((unsigned char)h[p]) && h[p] != '=' && h[p] != '>' && h[p] != '/')
             p++;
         size_t name_n = p - name;
+        if (name_n == 16 && starts_with_nocase(h + name, name_n, "data-crm-notrack"))
+            notrack = 1;
         size_t q = p;
         while (q < len && is_space((unsigned char)h[q]))
             q++;
@@ -742,43 +746,49 @@ static size_t copy_anchor(rewriter_t *rw, const char *h, size_t len, size_t i, i
         while (q < len && is_space((unsigned char)h[q]))
             q++;
         size_t vstart = q, vend = q;
-        char quote = 0;
+        int terminated = 1;
         if (q < len && (h[q] == '"' || h[q] == '\'')) {
-            quote = h[q];
+            char quote = h[q];
             vstart = q + 1;
             vend = vstart;
             while (vend < len && h[vend] != quote)
                 vend++;
-            p = vend < len ? vend + 1 : len;
+            terminated = vend < len;
+            p = terminated ? vend + 1 : len;
         } else {
             while (vend < len && !is_space((unsigned char)h[vend]) && h[vend] != '>')
                 vend++;
             p = vend;
         }
-        if (seen_href || name_n != 4 || !starts_with_nocase(h + name, 4, "href"))
-            continue;
-        /* The first href counts, as in browsers; an unterminated quoted
-         * value is left alone (the HTML is broken, and guessing where it
-         * ends could swallow the rest of the document). */
-        seen_href = 1;
-        if (quote != 0 && vend >= len)
-            continue;
-        int tracked = click_url(rw, h + vstart, vend - vstart);
+        /* The first href counts, as in browsers. An unterminated quoted
+         * value is left alone: the HTML is broken, and guessing where it
+         * ends could swallow the rest of the document. */
+        if (!has_href && name_n == 4 && starts_with_nocase(h + name, 4, "href")) {
+            has_href = terminated;
+            href_start = vstart;
+            href_end = vend;
+            if (!terminated)
+                notrack = 1;
+        }
+    }
+    size_t end = p < len ? p + 1 : len;
+    int tracked = 0;
+    if (has_href && !notrack) {
+        tracked = click_url(rw, h + href_start, href_end - href_start);
         if (tracked < 0) {
             *rc = tracked;
             return len;
         }
-        if (tracked == 0)
-            continue;
-        *rc = cmn_buf_append(rw->out, h + i, vstart - i);
+    }
+    if (tracked) {
+        *rc = cmn_buf_append(rw->out, h + i, href_start - i);
         if (*rc == 0)
             *rc = cmn_buf_append(rw->out, rw->url.data, rw->url.len);
-        if (*rc != 0)
-            return len;
-        i = vend; /* the rest of the tag, closing quote included, is copied below */
+        if (*rc == 0)
+            *rc = cmn_buf_append(rw->out, h + href_end, end - href_end);
+    } else {
+        *rc = cmn_buf_append(rw->out, h + i, end - i);
     }
-    size_t end = p < len ? p + 1 : len;
-    *rc = cmn_buf_append(rw->out, h + i, end - i);
     return end;
 }
 

@@ -535,6 +535,8 @@ Test(track, html_leaves_other_links_alone)
                        "<a href=\"https://x.example/with space\">s</a><a href=\"https://x.example/é\">u</a>"
                        "<a name=\"anchor\">n</a><a href>e</a><abbr href=\"https://x.example/\">a</abbr>"
                        "<area href=\"https://x.example/\"><!-- <a href=\"https://x.example/c\"> -->"
+                       "<a href=\"https://x.example/optout\" data-crm-notrack>o</a>"
+                       "<a DATA-CRM-NOTRACK=\"1\" href=\"https://x.example/optout\">o</a>"
                        "<a href=\"https://x.example/unterminated></body>";
     rewritten_t r = rewrite(html, 0, 1);
     cr_expect_eq(r.links, 0, "%s", r.html);

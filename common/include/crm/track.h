@@ -175,7 +175,9 @@ typedef struct cmn_track_html {
  * Left untouched: mailto:, tel:, fragments (#...), relative URLs, every
  * other scheme, links into the receiver itself (base + "/u/" or "/t/", such
  * as the visible unsubscribe link), targets cmn_track_target_ok refuses
- * (too long, space, non-ASCII), and anything inside <!-- comments -->.
+ * (too long, space, non-ASCII), anything inside <!-- comments -->, and
+ * links whose tag has a data-crm-notrack attribute (a template's opt-out,
+ * for links such as password resets that should not pass a redirector).
  * *links (may be NULL) gets the number of rewritten links. Returns 0,
  * CMN_ERR_INVALID (bad options) or CMN_ERR_NOMEM; on error out may hold a
  * partial copy (callers reset it). */
