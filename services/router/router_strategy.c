@@ -5,6 +5,7 @@
 
 #include "crm/dispatch.h"
 #include "crm/err.h"
+#include "crm/phone.h"
 
 /* A filter looks at one candidate channel and returns ROUTER_REASON_NONE to
  * keep it or the reason to drop it. Filters only read the input, so their
@@ -20,6 +21,40 @@ static router_reason_t filter_address(const router_input_t *in, cmn_channel_t c)
     return (addr == NULL || addr[0] == '\0') ? ROUTER_REASON_NO_ADDRESS : ROUTER_REASON_NONE;
 }
 
+/* A client who opted out of a channel is never messaged on it, whoever asks:
+ * an explicit `channels` list does not override an opt-out. */
+static router_reason_t filter_opted_out(const router_input_t *in, cmn_channel_t c)
+{
+    return cmn_preferences_opted_out(in->prefs, c) ? ROUTER_REASON_OPTED_OUT : ROUTER_REASON_NONE;
+}
+
+/* WhatsApp Business policy: a business may only message a user who opted in.
+ * No snapshot means no recorded opt-in, so WhatsApp is dropped unless the
+ * deployment says consent is collected elsewhere. */
+static router_reason_t filter_consent(const router_input_t *in, cmn_channel_t c)
+{
+    if (c != CMN_CHANNEL_WHATSAPP || in->whatsapp_consent_optional) {
+        return ROUTER_REASON_NONE;
+    }
+    return cmn_preferences_whatsapp_consented(in->prefs) ? ROUTER_REASON_NONE : ROUTER_REASON_NO_CONSENT;
+}
+
+/* SMS and WhatsApp only reach numbers that can take them; the policy is the
+ * SMS worker's own (cmn_phone_is_messageable), checked here so the plan
+ * falls to the next channel before anything is sent. */
+static router_reason_t filter_mobile(const router_input_t *in, cmn_channel_t c)
+{
+    cmn_phone_info_t info;
+    if (c != CMN_CHANNEL_SMS && c != CMN_CHANNEL_WHATSAPP) {
+        return ROUTER_REASON_NONE;
+    }
+    const char *addr = cmn_recipient_address(&in->request->recipient, c);
+    if (cmn_phone_check(addr, &info) != CMN_OK || !cmn_phone_is_messageable(info.type)) {
+        return ROUTER_REASON_NOT_MOBILE;
+    }
+    return ROUTER_REASON_NONE;
+}
+
 /* A channel without a configured provider would only pile up on a topic that
  * no worker consumes. */
 static router_reason_t filter_provider(const router_input_t *in, cmn_channel_t c)
@@ -27,14 +62,39 @@ static router_reason_t filter_provider(const router_input_t *in, cmn_channel_t c
     return (in->enabled & ROUTER_CHANNEL_BIT(c)) ? ROUTER_REASON_NONE : ROUTER_REASON_NO_CHANNEL;
 }
 
-/* Applied in this order. The address filter comes first: see the suppression
- * reason rule in router_strategy.h. Consent, opt-outs and quiet hours are
- * added here when the router learns client preferences; they will need more
- * input (a preferences snapshot) in router_input_t, never I/O. */
+/* Applied in this order; the first filter that objects names the reason. The
+ * address filter comes first so that an unaddressed channel counts as
+ * unaddressed whatever else is true of it, and the client's own choices come
+ * before the number check and the deployment's channels. */
 static const router_filter_fn router_filters[] = {
-    filter_address,
-    filter_provider,
+    filter_address, filter_opted_out, filter_consent, filter_mobile, filter_provider,
 };
+
+/* Which reason names a request whose every candidate was dropped (higher
+ * wins). A client's refusal is the fact a sender must hear about first (it
+ * will not change by resending), consent next; then an address that exists
+ * but cannot be used; then the deployment's missing channels; no_address only
+ * when nothing else was wrong. */
+static int reason_precedence(router_reason_t r)
+{
+    switch (r) {
+    case ROUTER_REASON_OPTED_OUT:
+        return 5;
+    case ROUTER_REASON_NO_CONSENT:
+        return 4;
+    case ROUTER_REASON_NOT_MOBILE:
+        return 3;
+    case ROUTER_REASON_NO_CHANNEL:
+        return 2;
+    case ROUTER_REASON_NO_ADDRESS:
+        return 1;
+    case ROUTER_REASON_NONE:
+    case ROUTER_REASON_EXPIRED:
+    case ROUTER_REASON_QUIET_HOURS_EXPIRED:
+        break;
+    }
+    return 0;
+}
 
 const char *router_reason_name(router_reason_t r)
 {
@@ -45,7 +105,28 @@ const char *router_reason_name(router_reason_t r)
         return "no_address";
     case ROUTER_REASON_NO_CHANNEL:
         return "no_channel";
+    case ROUTER_REASON_OPTED_OUT:
+        return "opted_out";
+    case ROUTER_REASON_NO_CONSENT:
+        return "no_consent";
+    case ROUTER_REASON_NOT_MOBILE:
+        return "not_mobile";
+    case ROUTER_REASON_QUIET_HOURS_EXPIRED:
+        return "quiet_hours_expired";
     case ROUTER_REASON_NONE:
+        break;
+    }
+    return "";
+}
+
+const char *router_defer_name(router_defer_t d)
+{
+    switch (d) {
+    case ROUTER_DEFER_QUIET_HOURS:
+        return "quiet_hours";
+    case ROUTER_DEFER_SEND_AFTER:
+        return "send_after";
+    case ROUTER_DEFER_NONE:
         break;
     }
     return "";
@@ -58,6 +139,8 @@ const char *router_source_name(router_source_t s)
         return "explicit";
     case ROUTER_SOURCE_PREFERRED:
         return "preferred";
+    case ROUTER_SOURCE_PREFERENCES:
+        return "preferences";
     case ROUTER_SOURCE_MESSAGE_TYPE:
         return "message_type";
     case ROUTER_SOURCE_DEFAULT:
@@ -138,6 +221,13 @@ static void pick_candidates(const router_input_t *in, router_decision_t *out)
         add_distinct(out->candidates, &out->n_candidates, r->channels, r->n_channels);
         return;
     }
+    /* The client's stored preferences describe the person; a request's
+     * recipient.preferred_channels is only what the sender knew of them. */
+    if (in->prefs != NULL && in->prefs->n_preferred > 0) {
+        out->source = ROUTER_SOURCE_PREFERENCES;
+        add_distinct(out->candidates, &out->n_candidates, in->prefs->preferred, in->prefs->n_preferred);
+        return;
+    }
     if (r->recipient.n_preferred > 0) {
         out->source = ROUTER_SOURCE_PREFERRED;
         add_distinct(out->candidates, &out->n_candidates, r->recipient.preferred, r->recipient.n_preferred);
@@ -151,6 +241,68 @@ static void pick_candidates(const router_input_t *in, router_decision_t *out)
         order = router_config_default_order(in->config);
     }
     add_distinct(out->candidates, &out->n_candidates, order->ch, order->n);
+}
+
+/* Turns a plan into a suppression, keeping the plan out of the answer. */
+static void suppress(router_decision_t *out, router_reason_t reason)
+{
+    out->suppressed = 1;
+    out->reason = reason;
+    out->channel = CMN_CHANNEL_NONE;
+    out->address = NULL;
+    out->n_fallback = 0;
+}
+
+/* Whether the plan goes now: send_after first (an instruction of the
+ * sender), then quiet hours on the first channel. */
+static int decide_timing(const router_input_t *in, router_decision_t *out)
+{
+    const cmn_request_t *r = in->request;
+    int64_t expires = r->expires_at_ms;
+
+    if (r->send_after_ms > in->now_ms) {
+        if (expires != 0 && expires <= r->send_after_ms) {
+            suppress(out, ROUTER_REASON_EXPIRED);
+            return CMN_OK;
+        }
+        out->deferred = 1;
+        out->defer_reason = ROUTER_DEFER_SEND_AFTER;
+        out->defer_until_ms = r->send_after_ms;
+        return CMN_OK;
+    }
+
+    if (in->prefs == NULL || !in->prefs->has_quiet_hours || cmn_quiet_window_is_empty(&in->prefs->quiet_hours) ||
+        !cmn_quiet_policy_applies(in->quiet, out->channel, r->urgency)) {
+        return CMN_OK;
+    }
+    const char *tz = in->prefs->timezone != NULL ? in->prefs->timezone : r->recipient.timezone;
+    if (tz == NULL || tz[0] == '\0') {
+        return CMN_OK;
+    }
+    cmn_quiet_eval_t q;
+    int rc = cmn_quiet_hours_eval(in->now_ms, tz, &in->prefs->quiet_hours, &q);
+    if (rc == CMN_ERR_INVALID) {
+        /* Both validators check zones against ICU, so this is a zone ICU
+         * stopped knowing (data changed under a running process). Skipping
+         * quiet hours is reported by the caller; refusing would block the
+         * partition on one record. */
+        out->quiet_zone_invalid = 1;
+        return CMN_OK;
+    }
+    if (rc != CMN_OK) {
+        return CMN_ERR_UNAVAILABLE;
+    }
+    if (!q.inside) {
+        return CMN_OK;
+    }
+    if (expires != 0 && expires <= q.ends_at_ms) {
+        suppress(out, ROUTER_REASON_QUIET_HOURS_EXPIRED);
+        return CMN_OK;
+    }
+    out->deferred = 1;
+    out->defer_reason = ROUTER_DEFER_QUIET_HOURS;
+    out->defer_until_ms = q.ends_at_ms;
+    return CMN_OK;
 }
 
 int router_decide(const router_input_t *in, router_decision_t *out)
@@ -197,15 +349,16 @@ int router_decide(const router_input_t *in, router_decision_t *out)
     }
 
     if (n_kept == 0) {
-        /* One reason for the whole request: the shared reason when every
-         * candidate was dropped for the same one, else no_channel (see the
-         * header). An empty candidate list cannot happen with a valid
-         * configuration, and is reported as no_channel too. */
-        router_reason_t reason = out->n_dropped > 0 ? out->dropped_reason[0] : ROUTER_REASON_NO_CHANNEL;
-        for (size_t i = 1; i < out->n_dropped; i++) {
-            if (out->dropped_reason[i] != reason) {
-                reason = ROUTER_REASON_NO_CHANNEL;
-                break;
+        /* One reason for the whole request: the drop reason of highest
+         * precedence (see reason_precedence). An empty candidate list cannot
+         * happen with a valid configuration, and is reported as no_channel. */
+        router_reason_t reason = ROUTER_REASON_NO_CHANNEL;
+        int best = 0;
+        for (size_t i = 0; i < out->n_dropped; i++) {
+            int p = reason_precedence(out->dropped_reason[i]);
+            if (p > best) {
+                best = p;
+                reason = out->dropped_reason[i];
             }
         }
         out->suppressed = 1;
@@ -218,5 +371,5 @@ int router_decide(const router_input_t *in, router_decision_t *out)
     for (size_t i = 1; i < n_kept; i++) {
         out->fallback[out->n_fallback++] = kept[i];
     }
-    return CMN_OK;
+    return decide_timing(in, out);
 }

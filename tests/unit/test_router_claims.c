@@ -78,3 +78,47 @@ Test(router_claims, state_names)
     cr_expect_str_eq(router_claim_state_name(ROUTER_CLAIM_OWNED), "owned");
     cr_expect_str_eq(router_claim_state_name(ROUTER_CLAIM_BATCH_DUP), "batch_duplicate");
 }
+
+Test(router_claims, deferral_header_values)
+{
+    int64_t n = -1;
+    cr_expect_eq(router_deferral_parse("1", 1, &n), 0);
+    cr_expect_eq(n, 1);
+    cr_expect_eq(router_deferral_parse("42", 2, &n), 0);
+    cr_expect_eq(n, 42);
+    cr_expect_eq(router_deferral_parse("1000000000", 10, &n), 0);
+    cr_expect_eq(n, ROUTER_DEFERRAL_MAX);
+    cr_expect_eq(router_deferral_parse("7xyz", 1, &n), 0, "only len bytes are read");
+    cr_expect_eq(n, 7);
+    const char *bad[] = {"", "0", "01", "-1", "+1", " 1", "1 ", "1a", "1000000001", "99999999999", "1.0"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        n = -1;
+        cr_expect_neq(router_deferral_parse(bad[i], strlen(bad[i]), &n), 0, "\"%s\" accepted", bad[i]);
+        cr_expect_eq(n, 0, "\"%s\" leaves 0", bad[i]);
+    }
+    cr_expect_neq(router_deferral_parse(NULL, 0, &n), 0, "absent");
+    cr_expect_eq(n, 0);
+}
+
+/* A returning deferred copy and a plain copy of the same request may share a
+ * batch: they differ in their deferral number, so both reach the claims
+ * table, which decides; equal numbers are batch duplicates. */
+Test(router_claims, batch_duplicates_consider_the_deferral_number)
+{
+    router_claim_t k[] = {key("t", "a"), key("t", "a"), key("t", "a"), key("t", "a"), key("t", "a")};
+    k[1].deferral = 1;
+    k[2].deferral = 1;
+    k[4].deferral = 2;
+    cr_assert_eq(router_claims_mark_batch_duplicates(k, 5), 0);
+    cr_expect_eq(k[0].state, ROUTER_CLAIM_UNKNOWN);
+    cr_expect_eq(k[1].state, ROUTER_CLAIM_UNKNOWN);
+    cr_expect_eq(k[2].state, ROUTER_CLAIM_BATCH_DUP, "a second copy of deferral 1");
+    cr_expect_eq(k[3].state, ROUTER_CLAIM_BATCH_DUP, "a second plain copy");
+    cr_expect_eq(k[4].state, ROUTER_CLAIM_UNKNOWN);
+}
+
+Test(router_claims, deferral_state_names)
+{
+    cr_expect_str_eq(router_claim_state_name(ROUTER_CLAIM_RETURN), "return");
+    cr_expect_str_eq(router_claim_state_name(ROUTER_CLAIM_DEFERRED), "deferred");
+}

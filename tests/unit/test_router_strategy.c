@@ -1,9 +1,15 @@
-/* test_router_strategy.c - the routing decision as a decision table.
+/* test_router_strategy.c - the routing decision as a decision table:
+ * candidates, urgency, addresses, providers, expiry. Preferences, consent,
+ * mobile numbers, send_after and quiet hours have their own table in
+ * test_router_strategy_prefs.c.
  *
  * Each row is a validated CommunicationRequest (built from JSON through the
  * real validator), the enabled channels and the expected plan, written as
  * "email>sms" (first channel, then the fallbacks in order) or
- * "suppressed:<reason>". The routing file of every row is ROUTING below. */
+ * "suppressed:<reason>". The routing file of every row is ROUTING below.
+ * These rows have no client preferences, and WhatsApp consent is made
+ * optional (ROUTER_WHATSAPP_REQUIRE_CONSENT=false) so that they isolate the
+ * ordering rules; the consent rule is tested in the other table. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -218,7 +224,8 @@ Test(router_strategy, decision_table)
 
         build_request(r, &req);
         cr_assert_eq(router_channels_parse_list(r->enabled, &enabled, err, sizeof err), 0, "%s: %s", r->name, err);
-        router_input_t in = {.request = &req, .config = cfg, .enabled = enabled, .now_ms = now};
+        router_input_t in = {
+            .request = &req, .config = cfg, .enabled = enabled, .now_ms = now, .whatsapp_consent_optional = 1};
         cr_assert_eq(router_decide(&in, &d), 0, "%s", r->name);
         describe(&d, got, sizeof got);
         cr_expect_str_eq(got, r->expect, "row \"%s\": got %s, want %s", r->name, got, r->expect);
@@ -247,8 +254,11 @@ Test(router_strategy, dropped_channels_are_recorded_with_reasons)
     router_decision_t d;
 
     build_request(&r, &req);
-    router_input_t in = {.request = &req, .config = cfg, .enabled = ROUTER_CHANNEL_BIT(CMN_CHANNEL_EMAIL),
-                         .now_ms = now_ms()};
+    router_input_t in = {.request = &req,
+                         .config = cfg,
+                         .enabled = ROUTER_CHANNEL_BIT(CMN_CHANNEL_EMAIL),
+                         .now_ms = now_ms(),
+                         .whatsapp_consent_optional = 1};
     cr_assert_eq(router_decide(&in, &d), 0);
     cr_assert_eq(d.n_candidates, 3);
     cr_assert_eq(d.n_dropped, 3);
@@ -274,7 +284,8 @@ Test(router_strategy, duplicates_in_lists_keep_the_first_occurrence)
     char got[128];
 
     build_request(&r, &req);
-    router_input_t in = {.request = &req, .config = cfg, .enabled = 7u, .now_ms = now_ms()};
+    router_input_t in = {
+        .request = &req, .config = cfg, .enabled = 7u, .now_ms = now_ms(), .whatsapp_consent_optional = 1};
 
     req.channels[0] = CMN_CHANNEL_SMS;
     req.channels[1] = CMN_CHANNEL_SMS;
@@ -312,7 +323,15 @@ Test(router_strategy, names)
     cr_expect_str_eq(router_reason_name(ROUTER_REASON_EXPIRED), "expired");
     cr_expect_str_eq(router_reason_name(ROUTER_REASON_NO_ADDRESS), "no_address");
     cr_expect_str_eq(router_reason_name(ROUTER_REASON_NO_CHANNEL), "no_channel");
+    cr_expect_str_eq(router_reason_name(ROUTER_REASON_OPTED_OUT), "opted_out");
+    cr_expect_str_eq(router_reason_name(ROUTER_REASON_NO_CONSENT), "no_consent");
+    cr_expect_str_eq(router_reason_name(ROUTER_REASON_NOT_MOBILE), "not_mobile");
+    cr_expect_str_eq(router_reason_name(ROUTER_REASON_QUIET_HOURS_EXPIRED), "quiet_hours_expired");
     cr_expect_str_eq(router_reason_name(ROUTER_REASON_NONE), "");
+    cr_expect_str_eq(router_defer_name(ROUTER_DEFER_QUIET_HOURS), "quiet_hours");
+    cr_expect_str_eq(router_defer_name(ROUTER_DEFER_SEND_AFTER), "send_after");
+    cr_expect_str_eq(router_defer_name(ROUTER_DEFER_NONE), "");
+    cr_expect_str_eq(router_source_name(ROUTER_SOURCE_PREFERENCES), "preferences");
     cr_expect_str_eq(router_source_name(ROUTER_SOURCE_EXPLICIT), "explicit");
     cr_expect_str_eq(router_source_name(ROUTER_SOURCE_PREFERRED), "preferred");
     cr_expect_str_eq(router_source_name(ROUTER_SOURCE_MESSAGE_TYPE), "message_type");
