@@ -38,32 +38,39 @@
 
 /* ------------------------------------------------------------ topic table */
 
+/* The delay consumers take a record's Kafka timestamp as the moment it
+ * entered its tier (docs/reliability.md); LogAppendTime makes that the
+ * broker's clock, monotonic along a partition, instead of each producer's. */
+#define KAFKA_TIER {{"message.timestamp.type", "LogAppendTime"}}
+
 /* Every topic of the design. 12 partitions bound the parallelism of each
  * consumer group (DESIGN.md: "parallelism is bounded by partition counts"). */
 static const cmn_kafka_topic_spec_t kafka_topics[] = {
-    {"crm.requests", 12, 0},
-    {"crm.defer.1m", 12, 0},
-    {"crm.defer.10m", 12, 0},
-    {"crm.defer.1h", 12, 0},
-    {"crm.send.email", 12, 0},
-    {"crm.send.sms", 12, 0},
-    {"crm.send.whatsapp", 12, 0},
-    {"crm.retry.email.5s", 12, 0},
-    {"crm.retry.email.30s", 12, 0},
-    {"crm.retry.email.5m", 12, 0},
-    {"crm.retry.email.30m", 12, 0},
-    {"crm.retry.sms.5s", 12, 0},
-    {"crm.retry.sms.30s", 12, 0},
-    {"crm.retry.sms.5m", 12, 0},
-    {"crm.retry.sms.30m", 12, 0},
-    {"crm.retry.whatsapp.5s", 12, 0},
-    {"crm.retry.whatsapp.30s", 12, 0},
-    {"crm.retry.whatsapp.5m", 12, 0},
-    {"crm.retry.whatsapp.30m", 12, 0},
-    {"crm.status", 12, 0},
-    {"crm.inbound", 12, 0},
-    {"crm.preferences", 12, 1},
-    {"crm.dlq", 12, 0},
+    {"crm.requests", 12, 0, {{NULL, NULL}}},
+    {"crm.defer.1m", 12, 0, KAFKA_TIER},
+    {"crm.defer.10m", 12, 0, KAFKA_TIER},
+    {"crm.defer.1h", 12, 0, KAFKA_TIER},
+    {"crm.send.email", 12, 0, {{NULL, NULL}}},
+    {"crm.send.sms", 12, 0, {{NULL, NULL}}},
+    {"crm.send.whatsapp", 12, 0, {{NULL, NULL}}},
+    {"crm.retry.email.5s", 12, 0, KAFKA_TIER},
+    {"crm.retry.email.30s", 12, 0, KAFKA_TIER},
+    {"crm.retry.email.5m", 12, 0, KAFKA_TIER},
+    {"crm.retry.email.30m", 12, 0, KAFKA_TIER},
+    {"crm.retry.sms.5s", 12, 0, KAFKA_TIER},
+    {"crm.retry.sms.30s", 12, 0, KAFKA_TIER},
+    {"crm.retry.sms.5m", 12, 0, KAFKA_TIER},
+    {"crm.retry.sms.30m", 12, 0, KAFKA_TIER},
+    {"crm.retry.whatsapp.5s", 12, 0, KAFKA_TIER},
+    {"crm.retry.whatsapp.30s", 12, 0, KAFKA_TIER},
+    {"crm.retry.whatsapp.5m", 12, 0, KAFKA_TIER},
+    {"crm.retry.whatsapp.30m", 12, 0, KAFKA_TIER},
+    {"crm.status", 12, 0, {{NULL, NULL}}},
+    {"crm.inbound", 12, 0, {{NULL, NULL}}},
+    /* The latest snapshot per client: compaction keeps it (and a tombstone
+     * erases it) instead of ageing it out. */
+    {"crm.preferences", 12, 1, {{"cleanup.policy", "compact"}}},
+    {"crm.dlq", 12, 0, {{"retention.ms", CMN_KAFKA_DLQ_RETENTION_MS}}},
 };
 
 const cmn_kafka_topic_spec_t *cmn_kafka_topics(size_t *n)
@@ -71,6 +78,41 @@ const cmn_kafka_topic_spec_t *cmn_kafka_topics(size_t *n)
     if (n != NULL)
         *n = sizeof(kafka_topics) / sizeof(kafka_topics[0]);
     return kafka_topics;
+}
+
+const cmn_kafka_topic_spec_t *cmn_kafka_topic_find(const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    for (size_t i = 0; i < sizeof(kafka_topics) / sizeof(kafka_topics[0]); i++) {
+        if (strcmp(kafka_topics[i].name, name) == 0)
+            return &kafka_topics[i];
+    }
+    return NULL;
+}
+
+const char *cmn_kafka_topic_config_want(const cmn_kafka_topic_spec_t *spec, const char *name)
+{
+    if (spec == NULL || name == NULL)
+        return NULL;
+    for (size_t i = 0; i < CMN_KAFKA_TOPIC_MAX_CONFIGS && spec->configs[i].name != NULL; i++) {
+        if (strcmp(spec->configs[i].name, name) == 0)
+            return spec->configs[i].value;
+    }
+    return NULL;
+}
+
+const char *cmn_kafka_topic_state_name(cmn_kafka_topic_state_t s)
+{
+    switch (s) {
+    case CMN_KAFKA_TOPIC_OK: return "ok";
+    case CMN_KAFKA_TOPIC_CREATED: return "created";
+    case CMN_KAFKA_TOPIC_FIXED: return "fixed";
+    case CMN_KAFKA_TOPIC_MISMATCH: return "mismatch";
+    case CMN_KAFKA_TOPIC_UNCHECKED: return "unchecked";
+    case CMN_KAFKA_TOPIC_FAILED: return "failed";
+    }
+    return "unknown";
 }
 
 /* ---------------------------------------------------------- small helpers */
@@ -1459,13 +1501,89 @@ int cmn_kafka_dlq_in_batch(cmn_kafka_producer_t *p, cmn_kafka_batch_t *b, const 
                                       nh);
 }
 
-/* Marks in missing[] the topics of specs the cluster lacks and counts them
- * in *nmissing. When any is missing, also makes sure the cluster has a
- * controller to send CreateTopics to: librdkafka would otherwise wait for
- * one until the request times out, and librdkafka's mock cluster names a
- * controller id that is none of its brokers. */
-static int kafka_survey(rd_kafka_t *rk, const char *brokers, const cmn_kafka_topic_spec_t *specs, size_t n,
-                        unsigned char *missing, size_t *nmissing, char *errstr, size_t errlen)
+/* ------------------------------------------------------ topic administration */
+
+/* One engine topic during cmn_kafka_ensure_topics(). */
+typedef struct kafka_topic_run {
+    const cmn_kafka_topic_spec_t *spec;
+    int want_partitions;
+    int have_partitions;          /* -1 while the topic is missing */
+    int created;                  /* created by this run: its configs are ours */
+    int configs_differ;
+    cmn_kafka_topic_state_t state;
+    char detail[768];
+} kafka_topic_run_t;
+
+/* How bad a state is, so that one topic with several findings reports the
+ * worst of them. */
+static int kafka_state_rank(cmn_kafka_topic_state_t s)
+{
+    switch (s) {
+    case CMN_KAFKA_TOPIC_OK: return 0;
+    case CMN_KAFKA_TOPIC_CREATED: return 1;
+    case CMN_KAFKA_TOPIC_UNCHECKED: return 2;
+    case CMN_KAFKA_TOPIC_FIXED: return 3;
+    case CMN_KAFKA_TOPIC_MISMATCH: return 4;
+    case CMN_KAFKA_TOPIC_FAILED: return 5;
+    }
+    return 5;
+}
+
+static void kafka_run_mark(kafka_topic_run_t *r, cmn_kafka_topic_state_t state, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void kafka_run_mark(kafka_topic_run_t *r, cmn_kafka_topic_state_t state, const char *fmt, ...)
+{
+    if (kafka_state_rank(state) > kafka_state_rank(r->state))
+        r->state = state;
+    if (fmt == NULL)
+        return;
+    size_t used = strlen(r->detail);
+    if (used > 0 && used + 2 < sizeof(r->detail)) {
+        memcpy(r->detail + used, "; ", 3);
+        used += 2;
+    }
+    if (used + 1 >= sizeof(r->detail))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->detail + used, sizeof(r->detail) - used, fmt, ap);
+    va_end(ap);
+}
+
+/* Sends one admin request already queued on q's handle and waits for its
+ * event. Returns the event (caller destroys) or NULL with errstr set. */
+static rd_kafka_event_t *kafka_admin_wait(rd_kafka_queue_t *q, const char *what, const char *brokers, char *errstr,
+                                          size_t errlen, int *rc)
+{
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, KAFKA_ADMIN_TIMEOUT_MS + 5000);
+    if (ev == NULL) {
+        kafka_set_err(errstr, errlen, "%s: no answer from %s within %d s", what, brokers,
+                      (KAFKA_ADMIN_TIMEOUT_MS + 5000) / 1000);
+        *rc = CMN_ERR_TIMEOUT;
+    }
+    return ev;
+}
+
+static rd_kafka_AdminOptions_t *kafka_admin_opts(rd_kafka_t *rk, rd_kafka_admin_op_t op)
+{
+    char rderr[256];
+    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, op);
+    if (o == NULL)
+        return NULL;
+    rd_kafka_AdminOptions_set_request_timeout(o, KAFKA_ADMIN_TIMEOUT_MS, rderr, sizeof(rderr));
+    if (op == RD_KAFKA_ADMIN_OP_CREATETOPICS || op == RD_KAFKA_ADMIN_OP_CREATEPARTITIONS)
+        rd_kafka_AdminOptions_set_operation_timeout(o, KAFKA_ADMIN_TIMEOUT_MS, rderr, sizeof(rderr));
+    return o;
+}
+
+/* Reads the cluster's metadata: which engine topics exist with how many
+ * partitions, how many brokers there are and whether the controller is one
+ * of them. The admin requests go to the controller, and librdkafka would
+ * wait for one until the request times out; librdkafka's mock cluster names
+ * a controller id that is none of its brokers. So a missing topic without a
+ * controller is an error here, and without one configs are not described. */
+static int kafka_topics_survey(rd_kafka_t *rk, const char *brokers, kafka_topic_run_t *runs, size_t n,
+                               int *nbrokers, size_t *nmissing, int *has_controller, char *errstr, size_t errlen)
 {
     const struct rd_kafka_metadata *md = NULL;
     char *cluster_id = NULL;
@@ -1474,24 +1592,24 @@ static int kafka_survey(rd_kafka_t *rk, const char *brokers, const cmn_kafka_top
     *nmissing = 0;
     rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, NULL, &md, KAFKA_ADMIN_TIMEOUT_MS);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        kafka_set_err(errstr, errlen, "create topics: no metadata from %s: %s", brokers, rd_kafka_err2str(err));
+        kafka_set_err(errstr, errlen, "topics: no metadata from %s: %s", brokers, rd_kafka_err2str(err));
         rc = CMN_ERR_UNAVAILABLE;
         goto cleanup;
     }
+    *nbrokers = md->broker_cnt;
     for (size_t i = 0; i < n; i++) {
-        int found = 0;
-        for (int j = 0; j < md->topic_cnt && !found; j++)
-            found = md->topics[j].err == RD_KAFKA_RESP_ERR_NO_ERROR && strcmp(md->topics[j].topic, specs[i].name) == 0;
-        missing[i] = !found;
-        *nmissing += !found;
+        runs[i].have_partitions = -1;
+        for (int j = 0; j < md->topic_cnt; j++) {
+            if (md->topics[j].err == RD_KAFKA_RESP_ERR_NO_ERROR && strcmp(md->topics[j].topic, runs[i].spec->name) == 0)
+                runs[i].have_partitions = md->topics[j].partition_cnt;
+        }
+        *nmissing += runs[i].have_partitions < 0;
     }
-    if (*nmissing == 0)
-        goto cleanup;
     int32_t controller = rd_kafka_controllerid(rk, KAFKA_SYNC_OP_TIMEOUT_MS);
-    int known = 0;
+    *has_controller = 0;
     for (int i = 0; i < md->broker_cnt; i++)
-        known |= md->brokers[i].id == controller;
-    if (known)
+        *has_controller |= md->brokers[i].id == controller;
+    if (*nmissing == 0 || *has_controller)
         goto cleanup;
     cluster_id = rd_kafka_clusterid(rk, KAFKA_SYNC_OP_TIMEOUT_MS);
     if (cluster_id != NULL && strncmp(cluster_id, "mockCluster", 11) == 0)
@@ -1512,29 +1630,361 @@ cleanup:
     return rc;
 }
 
-int cmn_kafka_create_topics(const char *brokers, int replication, const cmn_log_t *log, char *errstr,
+/* Creates the missing topics with their partitions and configs. A topic
+ * that another operator (or a second `dev up`) created in the meantime is
+ * the state we want, not an error. */
+static int kafka_topics_create_missing(rd_kafka_t *rk, rd_kafka_queue_t *q, const char *brokers,
+                                       kafka_topic_run_t *runs, size_t n, int replication, char *errstr,
+                                       size_t errlen)
+{
+    rd_kafka_NewTopic_t **nts = calloc(n, sizeof(*nts));
+    rd_kafka_AdminOptions_t *aopts = NULL;
+    rd_kafka_event_t *ev = NULL;
+    size_t nnew = 0;
+    char rderr[512];
+    int rc = 0;
+
+    if (nts == NULL)
+        return CMN_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (runs[i].have_partitions >= 0)
+            continue;
+        const cmn_kafka_topic_spec_t *sp = runs[i].spec;
+        nts[nnew] = rd_kafka_NewTopic_new(sp->name, runs[i].want_partitions, replication, rderr, sizeof(rderr));
+        if (nts[nnew] == NULL) {
+            kafka_set_err(errstr, errlen, "create topics: %s: %s", sp->name, rderr);
+            rc = CMN_ERR_INVALID;
+            goto cleanup;
+        }
+        nnew++;
+        for (size_t c = 0; c < CMN_KAFKA_TOPIC_MAX_CONFIGS && sp->configs[c].name != NULL; c++) {
+            if (rd_kafka_NewTopic_set_config(nts[nnew - 1], sp->configs[c].name, sp->configs[c].value) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR) {
+                kafka_set_err(errstr, errlen, "create topics: cannot set %s on %s", sp->configs[c].name, sp->name);
+                rc = CMN_ERR_INVALID;
+                goto cleanup;
+            }
+        }
+    }
+    aopts = kafka_admin_opts(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_CreateTopics(rk, nts, nnew, aopts, q);
+    ev = kafka_admin_wait(q, "create topics", brokers, errstr, errlen, &rc);
+    if (ev == NULL)
+        goto cleanup;
+    if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        kafka_set_err(errstr, errlen, "create topics: %s", rd_kafka_event_error_string(ev));
+        rc = CMN_ERR_KAFKA;
+        goto cleanup;
+    }
+    size_t nres = 0;
+    const rd_kafka_topic_result_t **trs =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nres);
+    for (size_t i = 0; i < nres; i++) {
+        const char *name = rd_kafka_topic_result_name(trs[i]);
+        rd_kafka_resp_err_t terr = rd_kafka_topic_result_error(trs[i]);
+        for (size_t j = 0; j < n; j++) {
+            if (strcmp(runs[j].spec->name, name) != 0)
+                continue;
+            if (terr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                runs[j].created = 1;
+                runs[j].have_partitions = runs[j].want_partitions;
+                kafka_run_mark(&runs[j], CMN_KAFKA_TOPIC_CREATED, "%d partitions, replication %d",
+                               runs[j].want_partitions, replication);
+            } else if (terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                /* Someone else's creation: check it like any existing topic. */
+                runs[j].have_partitions = runs[j].want_partitions;
+            } else {
+                const char *terrstr = rd_kafka_topic_result_error_string(trs[i]);
+                kafka_run_mark(&runs[j], CMN_KAFKA_TOPIC_FAILED, "create refused: %s",
+                               terrstr != NULL ? terrstr : rd_kafka_err2str(terr));
+            }
+        }
+    }
+cleanup:
+    if (ev != NULL)
+        rd_kafka_event_destroy(ev);
+    if (aopts != NULL)
+        rd_kafka_AdminOptions_destroy(aopts);
+    for (size_t i = 0; i < nnew; i++)
+        rd_kafka_NewTopic_destroy(nts[i]);
+    free(nts);
+    return rc;
+}
+
+/* Grows topics that have fewer partitions than wanted (fix), or records the
+ * mismatch. Fewer partitions cap a consumer group's parallelism; more are an
+ * operator's choice and only noted. */
+static int kafka_topics_partitions(rd_kafka_t *rk, rd_kafka_queue_t *q, const char *brokers,
+                                   kafka_topic_run_t *runs, size_t n, int fix, int has_controller, char *errstr,
+                                   size_t errlen)
+{
+    rd_kafka_NewPartitions_t **nps = calloc(n, sizeof(*nps));
+    rd_kafka_AdminOptions_t *aopts = NULL;
+    rd_kafka_event_t *ev = NULL;
+    size_t nnew = 0;
+    char rderr[512];
+    int rc = 0;
+
+    if (nps == NULL)
+        return CMN_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        kafka_topic_run_t *r = &runs[i];
+        if (r->have_partitions < 0 || r->created)
+            continue;
+        if (r->have_partitions > r->want_partitions) {
+            kafka_run_mark(r, CMN_KAFKA_TOPIC_OK, "%d partitions, more than the %d wanted (kept)", r->have_partitions,
+                           r->want_partitions);
+            continue;
+        }
+        if (r->have_partitions == r->want_partitions)
+            continue;
+        if (!fix || !has_controller) {
+            kafka_run_mark(r, CMN_KAFKA_TOPIC_MISMATCH, "has %d partitions, want %d%s", r->have_partitions,
+                           r->want_partitions, fix ? " (cannot grow: the cluster has no controller)" : "");
+            continue;
+        }
+        nps[nnew] = rd_kafka_NewPartitions_new(r->spec->name, (size_t)r->want_partitions, rderr, sizeof(rderr));
+        if (nps[nnew] == NULL) {
+            kafka_run_mark(r, CMN_KAFKA_TOPIC_FAILED, "cannot grow partitions: %s", rderr);
+            continue;
+        }
+        nnew++;
+    }
+    if (nnew == 0)
+        goto cleanup;
+    aopts = kafka_admin_opts(rk, RD_KAFKA_ADMIN_OP_CREATEPARTITIONS);
+    rd_kafka_CreatePartitions(rk, nps, nnew, aopts, q);
+    ev = kafka_admin_wait(q, "create partitions", brokers, errstr, errlen, &rc);
+    if (ev == NULL)
+        goto cleanup;
+    if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        kafka_set_err(errstr, errlen, "create partitions: %s", rd_kafka_event_error_string(ev));
+        rc = CMN_ERR_KAFKA;
+        goto cleanup;
+    }
+    size_t nres = 0;
+    const rd_kafka_topic_result_t **trs =
+        rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(ev), &nres);
+    for (size_t i = 0; i < nres; i++) {
+        const char *name = rd_kafka_topic_result_name(trs[i]);
+        rd_kafka_resp_err_t terr = rd_kafka_topic_result_error(trs[i]);
+        for (size_t j = 0; j < n; j++) {
+            if (strcmp(runs[j].spec->name, name) != 0)
+                continue;
+            if (terr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                kafka_run_mark(&runs[j], CMN_KAFKA_TOPIC_FIXED, "partitions grown from %d to %d",
+                               runs[j].have_partitions, runs[j].want_partitions);
+                runs[j].have_partitions = runs[j].want_partitions;
+            } else {
+                const char *terrstr = rd_kafka_topic_result_error_string(trs[i]);
+                kafka_run_mark(&runs[j], CMN_KAFKA_TOPIC_FAILED, "cannot grow partitions: %s",
+                               terrstr != NULL ? terrstr : rd_kafka_err2str(terr));
+            }
+        }
+    }
+cleanup:
+    if (ev != NULL)
+        rd_kafka_event_destroy(ev);
+    if (aopts != NULL)
+        rd_kafka_AdminOptions_destroy(aopts);
+    for (size_t i = 0; i < nnew; i++)
+        rd_kafka_NewPartitions_destroy(nps[i]);
+    free(nps);
+    return rc;
+}
+
+static kafka_topic_run_t *kafka_run_by_name(kafka_topic_run_t *runs, size_t n, const char *name)
+{
+    for (size_t i = 0; name != NULL && i < n; i++) {
+        if (strcmp(runs[i].spec->name, name) == 0)
+            return &runs[i];
+    }
+    return NULL;
+}
+
+/* Compares one described topic with its spec. With fix, returns a new
+ * AlterConfigs resource holding the topic's own dynamic configs plus the
+ * wanted ones (AlterConfigs replaces the whole set, so leaving out an
+ * operator's setting would reset it); else NULL. */
+static rd_kafka_ConfigResource_t *kafka_topic_compare(kafka_topic_run_t *r, const rd_kafka_ConfigResource_t *res,
+                                                      int fix)
+{
+    size_t ne = 0;
+    const rd_kafka_ConfigEntry_t **entries = rd_kafka_ConfigResource_configs(res, &ne);
+    const cmn_kafka_topic_spec_t *sp = r->spec;
+    rd_kafka_ConfigResource_t *alter = NULL;
+
+    for (size_t c = 0; c < CMN_KAFKA_TOPIC_MAX_CONFIGS && sp->configs[c].name != NULL; c++) {
+        const char *have = NULL;
+        for (size_t e = 0; e < ne; e++) {
+            if (strcmp(rd_kafka_ConfigEntry_name(entries[e]), sp->configs[c].name) == 0)
+                have = rd_kafka_ConfigEntry_value(entries[e]);
+        }
+        if (have != NULL && strcmp(have, sp->configs[c].value) == 0)
+            continue;
+        r->configs_differ = 1;
+        kafka_run_mark(r, fix ? r->state : CMN_KAFKA_TOPIC_MISMATCH, "%s is %s, want %s", sp->configs[c].name,
+                       have != NULL ? have : "(unset)", sp->configs[c].value);
+    }
+    if (!fix || !r->configs_differ)
+        return NULL;
+    alter = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, sp->name);
+    if (alter == NULL)
+        return NULL;
+    for (size_t e = 0; e < ne; e++) {
+        const char *name = rd_kafka_ConfigEntry_name(entries[e]);
+        const char *value = rd_kafka_ConfigEntry_value(entries[e]);
+        if (rd_kafka_ConfigEntry_source(entries[e]) != RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG || value == NULL ||
+            cmn_kafka_topic_config_want(sp, name) != NULL)
+            continue;
+        rd_kafka_ConfigResource_set_config(alter, name, value);
+    }
+    for (size_t c = 0; c < CMN_KAFKA_TOPIC_MAX_CONFIGS && sp->configs[c].name != NULL; c++)
+        rd_kafka_ConfigResource_set_config(alter, sp->configs[c].name, sp->configs[c].value);
+    return alter;
+}
+
+/* Checks the configs of every topic that existed before this run (the
+ * created ones got theirs in CreateTopics) and alters them under fix. */
+static int kafka_topics_configs(rd_kafka_t *rk, rd_kafka_queue_t *q, const char *brokers, kafka_topic_run_t *runs,
+                                size_t n, int fix, int has_controller, char *errstr, size_t errlen)
+{
+    rd_kafka_ConfigResource_t **desc = calloc(n, sizeof(*desc));
+    rd_kafka_ConfigResource_t **alter = calloc(n, sizeof(*alter));
+    rd_kafka_AdminOptions_t *aopts = NULL;
+    rd_kafka_event_t *ev = NULL;
+    size_t ndesc = 0, nalter = 0;
+    int rc = 0;
+
+    if (desc == NULL || alter == NULL) {
+        rc = CMN_ERR_NOMEM;
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (runs[i].have_partitions < 0 || runs[i].created)
+            continue;
+        desc[ndesc] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, runs[i].spec->name);
+        if (desc[ndesc] == NULL) {
+            rc = CMN_ERR_NOMEM;
+            goto cleanup;
+        }
+        ndesc++;
+    }
+    if (ndesc == 0)
+        goto cleanup;
+    if (!has_controller) {
+        /* librdkafka's mock cluster: no controller and no DescribeConfigs.
+         * The topics exist with the right partitions, and that is all it
+         * can tell. */
+        for (size_t i = 0; i < n; i++) {
+            if (runs[i].have_partitions >= 0 && !runs[i].created)
+                kafka_run_mark(&runs[i], CMN_KAFKA_TOPIC_UNCHECKED,
+                               "configs not checked: the cluster has no controller to describe them");
+        }
+        goto cleanup;
+    }
+    aopts = kafka_admin_opts(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    rd_kafka_DescribeConfigs(rk, desc, ndesc, aopts, q);
+    ev = kafka_admin_wait(q, "describe configs", brokers, errstr, errlen, &rc);
+    if (ev == NULL)
+        goto cleanup;
+    rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
+    if (err == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE) {
+        /* A cluster whose brokers do not serve DescribeConfigs. */
+        for (size_t i = 0; i < n; i++) {
+            if (runs[i].have_partitions >= 0 && !runs[i].created)
+                kafka_run_mark(&runs[i], CMN_KAFKA_TOPIC_UNCHECKED,
+                               "configs not checked: the cluster does not serve DescribeConfigs");
+        }
+        goto cleanup;
+    }
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        kafka_set_err(errstr, errlen, "describe configs: %s", rd_kafka_event_error_string(ev));
+        rc = CMN_ERR_KAFKA;
+        goto cleanup;
+    }
+    size_t nres = 0;
+    const rd_kafka_ConfigResource_t **res =
+        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &nres);
+    for (size_t i = 0; i < nres; i++) {
+        kafka_topic_run_t *r = kafka_run_by_name(runs, n, rd_kafka_ConfigResource_name(res[i]));
+        if (r == NULL)
+            continue;
+        rd_kafka_resp_err_t rerr = rd_kafka_ConfigResource_error(res[i]);
+        if (rerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            const char *rerrstr = rd_kafka_ConfigResource_error_string(res[i]);
+            kafka_run_mark(r, CMN_KAFKA_TOPIC_FAILED, "describe configs refused: %s",
+                           rerrstr != NULL ? rerrstr : rd_kafka_err2str(rerr));
+            continue;
+        }
+        rd_kafka_ConfigResource_t *a = kafka_topic_compare(r, res[i], fix);
+        if (a != NULL)
+            alter[nalter++] = a;
+        else if (r->configs_differ && fix)
+            kafka_run_mark(r, CMN_KAFKA_TOPIC_FAILED, "out of memory building the alteration");
+    }
+    if (nalter == 0)
+        goto cleanup;
+    rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(aopts);
+    aopts = kafka_admin_opts(rk, RD_KAFKA_ADMIN_OP_ALTERCONFIGS);
+    rd_kafka_AlterConfigs(rk, alter, nalter, aopts, q);
+    ev = kafka_admin_wait(q, "alter configs", brokers, errstr, errlen, &rc);
+    if (ev == NULL)
+        goto cleanup;
+    if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        kafka_set_err(errstr, errlen, "alter configs: %s", rd_kafka_event_error_string(ev));
+        rc = CMN_ERR_KAFKA;
+        goto cleanup;
+    }
+    res = rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &nres);
+    for (size_t i = 0; i < nres; i++) {
+        kafka_topic_run_t *r = kafka_run_by_name(runs, n, rd_kafka_ConfigResource_name(res[i]));
+        if (r == NULL)
+            continue;
+        rd_kafka_resp_err_t rerr = rd_kafka_ConfigResource_error(res[i]);
+        if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            kafka_run_mark(r, CMN_KAFKA_TOPIC_FIXED, "configs altered");
+        } else {
+            const char *rerrstr = rd_kafka_ConfigResource_error_string(res[i]);
+            kafka_run_mark(r, CMN_KAFKA_TOPIC_FAILED, "alter configs refused: %s",
+                           rerrstr != NULL ? rerrstr : rd_kafka_err2str(rerr));
+        }
+    }
+cleanup:
+    if (ev != NULL)
+        rd_kafka_event_destroy(ev);
+    if (aopts != NULL)
+        rd_kafka_AdminOptions_destroy(aopts);
+    for (size_t i = 0; desc != NULL && i < ndesc; i++)
+        rd_kafka_ConfigResource_destroy(desc[i]);
+    for (size_t i = 0; alter != NULL && i < nalter; i++)
+        rd_kafka_ConfigResource_destroy(alter[i]);
+    free(desc);
+    free(alter);
+    return rc;
+}
+
+int cmn_kafka_ensure_topics(const char *brokers, const cmn_kafka_topics_opts_t *opts, char *errstr,
                             size_t errlen)
 {
     size_t ntopics = 0;
     const cmn_kafka_topic_spec_t *specs = cmn_kafka_topics(&ntopics);
     rd_kafka_t *rk = NULL;
     rd_kafka_conf_t *conf = NULL;
-    rd_kafka_NewTopic_t **nts = NULL;
-    size_t nnew = 0;
-    unsigned char *missing = NULL;
-    size_t nmissing = 0;
-    rd_kafka_AdminOptions_t *aopts = NULL;
     rd_kafka_queue_t *q = NULL;
-    rd_kafka_event_t *ev = NULL;
+    kafka_topic_run_t *runs = NULL;
+    size_t nmissing = 0;
+    int nbrokers = 0, has_controller = 0;
     char rderr[512];
     int rc = 0;
-    kafka_common_t kc = {log, NULL};
 
-    if (brokers == NULL || brokers[0] == '\0' || replication < 1) {
-        kafka_set_err(errstr, errlen, "create topics: brokers and a replication factor >= 1 are required");
+    if (brokers == NULL || brokers[0] == '\0' || opts == NULL || opts->replication < 0 || opts->partitions < 0) {
+        kafka_set_err(errstr, errlen, "topics: brokers and non-negative replication and partitions are required");
         return CMN_ERR_INVALID;
     }
-    cmn_kafka_config_t cfg = {.brokers = brokers, .client_id = "crm-admin", .log = log};
+    kafka_common_t kc = {opts->log, NULL};
+    cmn_kafka_config_t cfg = {.brokers = brokers, .client_id = "crm-admin", .log = opts->log};
     conf = kafka_conf_new(&cfg, NULL, &kc, errstr, errlen);
     if (conf == NULL) {
         rc = CMN_ERR_CONFIG;
@@ -1542,98 +1992,74 @@ int cmn_kafka_create_topics(const char *brokers, int replication, const cmn_log_
     }
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
     if (rk == NULL) {
-        kafka_set_err(errstr, errlen, "create topics: %s", rderr);
+        kafka_set_err(errstr, errlen, "topics: %s", rderr);
         rc = CMN_ERR_KAFKA;
         goto cleanup;
     }
     conf = NULL;
-    missing = calloc(ntopics, 1);
-    nts = calloc(ntopics, sizeof(*nts));
-    if (missing == NULL || nts == NULL) {
+    runs = calloc(ntopics, sizeof(*runs));
+    q = rd_kafka_queue_new(rk);
+    if (runs == NULL || q == NULL) {
         rc = CMN_ERR_NOMEM;
         goto cleanup;
     }
-    rc = kafka_survey(rk, brokers, specs, ntopics, missing, &nmissing, errstr, errlen);
-    if (rc != 0 || nmissing == 0) {
-        if (rc == 0)
-            kafka_log(log, CMN_LOG_INFO, NULL, "every topic of the engine exists already");
-        goto cleanup;
-    }
     for (size_t i = 0; i < ntopics; i++) {
-        if (!missing[i])
-            continue;
-        nts[nnew] = rd_kafka_NewTopic_new(specs[i].name, specs[i].partitions, replication, rderr, sizeof(rderr));
-        if (nts[nnew] == NULL) {
-            kafka_set_err(errstr, errlen, "create topics: %s: %s", specs[i].name, rderr);
-            rc = CMN_ERR_INVALID;
-            goto cleanup;
-        }
-        nnew++;
-        /* crm.preferences holds the latest snapshot per client; compaction
-         * keeps it (and a tombstone erases it) instead of ageing it out. */
-        if (specs[i].compacted &&
-            rd_kafka_NewTopic_set_config(nts[nnew - 1], "cleanup.policy", "compact") != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            kafka_set_err(errstr, errlen, "create topics: cannot set cleanup.policy on %s", specs[i].name);
-            rc = CMN_ERR_INVALID;
-            goto cleanup;
-        }
+        runs[i].spec = &specs[i];
+        runs[i].want_partitions = opts->partitions > 0 ? opts->partitions : specs[i].partitions;
+        runs[i].state = CMN_KAFKA_TOPIC_OK;
     }
-    aopts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_request_timeout(aopts, KAFKA_ADMIN_TIMEOUT_MS, rderr, sizeof(rderr));
-    rd_kafka_AdminOptions_set_operation_timeout(aopts, KAFKA_ADMIN_TIMEOUT_MS, rderr, sizeof(rderr));
-    q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, nts, nnew, aopts, q);
-    ev = rd_kafka_queue_poll(q, KAFKA_ADMIN_TIMEOUT_MS + 5000);
-    if (ev == NULL) {
-        kafka_set_err(errstr, errlen, "create topics: no answer from %s within %d s", brokers,
-                      (KAFKA_ADMIN_TIMEOUT_MS + 5000) / 1000);
-        rc = CMN_ERR_TIMEOUT;
+    rc = kafka_topics_survey(rk, brokers, runs, ntopics, &nbrokers, &nmissing, &has_controller, errstr, errlen);
+    if (rc != 0)
         goto cleanup;
-    }
-    rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        kafka_set_err(errstr, errlen, "create topics: %s", rd_kafka_event_error_string(ev));
-        rc = CMN_ERR_KAFKA;
+    /* Three replicas survive one broker down with min.insync.replicas 2;
+     * a smaller cluster cannot place more replicas than it has brokers. */
+    int replication = opts->replication > 0 ? opts->replication : (nbrokers < 3 ? nbrokers : 3);
+    if (replication < 1)
+        replication = 1;
+    if (nmissing > 0)
+        rc = kafka_topics_create_missing(rk, q, brokers, runs, ntopics, replication, errstr, errlen);
+    if (rc == 0)
+        rc = kafka_topics_partitions(rk, q, brokers, runs, ntopics, opts->fix, has_controller, errstr, errlen);
+    if (rc == 0)
+        rc = kafka_topics_configs(rk, q, brokers, runs, ntopics, opts->fix, has_controller, errstr, errlen);
+    if (rc != 0)
         goto cleanup;
+
+    int failed = 0, mismatched = 0;
+    for (size_t i = 0; i < ntopics; i++) {
+        kafka_topic_run_t *r = &runs[i];
+        const char *kv[] = {"topic", r->spec->name, "state", cmn_kafka_topic_state_name(r->state), NULL};
+        kafka_log(opts->log,
+                  r->state == CMN_KAFKA_TOPIC_FAILED || r->state == CMN_KAFKA_TOPIC_MISMATCH ? CMN_LOG_WARN
+                                                                                             : CMN_LOG_INFO,
+                  kv, r->detail[0] != '\0' ? r->detail : "as wanted");
+        if (opts->report != NULL)
+            opts->report(opts->ctx, r->spec->name, r->state, r->detail);
+        if (r->state == CMN_KAFKA_TOPIC_FAILED && failed++ == 0)
+            kafka_set_err(errstr, errlen, "topic %s: %s", r->spec->name, r->detail);
+        if (r->state == CMN_KAFKA_TOPIC_MISMATCH && mismatched++ == 0 && failed == 0)
+            kafka_set_err(errstr, errlen, "topic %s differs: %s", r->spec->name, r->detail);
     }
-    const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
-    size_t nres = 0;
-    const rd_kafka_topic_result_t **trs = rd_kafka_CreateTopics_result_topics(res, &nres);
-    for (size_t i = 0; i < nres; i++) {
-        rd_kafka_resp_err_t terr = rd_kafka_topic_result_error(trs[i]);
-        const char *name = rd_kafka_topic_result_name(trs[i]);
-        /* Another operator (or a second `dev up`) may have created it in
-         * the meantime: that is the state we want, not an error. */
-        if (terr == RD_KAFKA_RESP_ERR_NO_ERROR || terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-            const char *kv[] = {"topic", name, NULL};
-            kafka_log(log, CMN_LOG_INFO, kv, terr == RD_KAFKA_RESP_ERR_NO_ERROR ? "topic created"
-                                                                                : "topic already exists");
-            continue;
-        }
-        const char *kv[] = {"topic", name, "error", rd_kafka_err2name(terr), NULL};
-        const char *terrstr = rd_kafka_topic_result_error_string(trs[i]);
-        kafka_log(log, CMN_LOG_ERROR, kv, terrstr != NULL ? terrstr : rd_kafka_err2str(terr));
-        if (rc == 0) {
-            kafka_set_err(errstr, errlen, "create topics: %s: %s", name,
-                          terrstr != NULL ? terrstr : rd_kafka_err2str(terr));
-            rc = CMN_ERR_KAFKA;
-        }
-    }
+    rc = failed > 0 ? CMN_ERR_KAFKA : mismatched > 0 ? CMN_ERR_CONFIG : 0;
 
 cleanup:
-    if (ev != NULL)
-        rd_kafka_event_destroy(ev);
     if (q != NULL)
         rd_kafka_queue_destroy(q);
-    if (aopts != NULL)
-        rd_kafka_AdminOptions_destroy(aopts);
-    for (size_t i = 0; i < nnew; i++)
-        rd_kafka_NewTopic_destroy(nts[i]);
-    free(nts);
-    free(missing);
+    free(runs);
     if (conf != NULL)
         rd_kafka_conf_destroy(conf);
     if (rk != NULL)
         rd_kafka_destroy(rk);
     return rc;
+}
+
+int cmn_kafka_create_topics(const char *brokers, int replication, const cmn_log_t *log, char *errstr,
+                            size_t errlen)
+{
+    if (replication < 1) {
+        kafka_set_err(errstr, errlen, "create topics: brokers and a replication factor >= 1 are required");
+        return CMN_ERR_INVALID;
+    }
+    cmn_kafka_topics_opts_t o = {.replication = replication, .log = log};
+    return cmn_kafka_ensure_topics(brokers, &o, errstr, errlen);
 }

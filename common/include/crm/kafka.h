@@ -43,15 +43,36 @@
 #define CMN_TOPIC_RETRY_PREFIX "crm.retry." /* + channel + "." + tier */
 #define CMN_TOPIC_DEFER_PREFIX "crm.defer." /* + tier */
 
-/* Every topic of the design with its partition count and whether it is
- * compacted, for `crmctl topics create` and the embedded cluster. */
+/* A topic-level setting the engine relies on (see the table in kafka.c). */
+typedef struct cmn_kafka_topic_config {
+    const char *name;  /* e.g. "cleanup.policy" */
+    const char *value; /* e.g. "compact" */
+} cmn_kafka_topic_config_t;
+
+#define CMN_KAFKA_TOPIC_MAX_CONFIGS 2
+
+/* Every topic of the design with its partition count, whether it is
+ * compacted and the topic configs `crmctl topics create` sets and checks:
+ * the delay tiers (crm.retry.<ch>.<tier>, crm.defer.<tier>) use
+ * message.timestamp.type=LogAppendTime, crm.preferences
+ * cleanup.policy=compact, crm.dlq retention.ms of CMN_KAFKA_DLQ_RETENTION_MS. */
 typedef struct cmn_kafka_topic_spec {
     const char *name;
     int partitions;
     int compacted;
+    cmn_kafka_topic_config_t configs[CMN_KAFKA_TOPIC_MAX_CONFIGS]; /* a NULL name ends the list */
 } cmn_kafka_topic_spec_t;
 /* Returns the static table and stores its length in *n. */
 const cmn_kafka_topic_spec_t *cmn_kafka_topics(size_t *n);
+/* The table's entry for name, or NULL when it is not an engine topic. */
+const cmn_kafka_topic_spec_t *cmn_kafka_topic_find(const char *name);
+/* The value spec wants for config name, or NULL when it sets none. */
+const char *cmn_kafka_topic_config_want(const cmn_kafka_topic_spec_t *spec, const char *name);
+
+/* Dead letters are kept 30 days: long enough to notice a failure after a
+ * holiday weekend, investigate and replay; short enough that personal data
+ * in failed requests does not linger. */
+#define CMN_KAFKA_DLQ_RETENTION_MS "2592000000"
 
 typedef struct cmn_kafka_header {
     const char *name;
@@ -68,6 +89,10 @@ typedef struct cmn_kafka_header {
 #define CMN_HDR_DLQ_SOURCE_PARTITION "x-crm-dlq-source-partition"
 #define CMN_HDR_DLQ_SOURCE_OFFSET "x-crm-dlq-source-offset"
 #define CMN_HDR_DLQ_SERVICE "x-crm-dlq-service"
+/* Every header cmn_kafka_dlq_in_batch adds starts with this; a replay drops them. */
+#define CMN_HDR_DLQ_PREFIX "x-crm-dlq-"
+/* Set by `crmctl dlq replay` on the copy it produces: "<dlq partition>:<dlq offset>". */
+#define CMN_HDR_REPLAYED_FROM "x-crm-replayed-from"
 
 typedef struct cmn_kafka_config {
     const char *brokers;          /* bootstrap servers, required */
@@ -206,14 +231,58 @@ void cmn_kafka_consumer_destroy(cmn_kafka_consumer_t *c);
 int cmn_kafka_dlq_in_batch(cmn_kafka_producer_t *p, cmn_kafka_batch_t *b, const cmn_kafka_message_t *src,
                            const char *service, const char *reason);
 
-/* Creates every topic of cmn_kafka_topics() that does not exist yet, via the
- * Admin API (a real cluster). replication is the replication factor.
- * crm.preferences gets cleanup.policy=compact. Returns 0 when every topic
- * exists afterwards (also when none was missing, which is how a mock cluster
- * started by `crmctl embedded-kafka` passes), CMN_ERR_UNAVAILABLE when the
- * cluster cannot be reached or has no controller (a mock cluster lacking
- * topics: the mock has no CreateTopics API), CMN_ERR_KAFKA when a topic was
- * refused; errstr says which. log may be NULL. */
+/* What cmn_kafka_ensure_topics() found for one topic. */
+typedef enum cmn_kafka_topic_state {
+    CMN_KAFKA_TOPIC_OK,        /* exists with the wanted partitions and configs */
+    CMN_KAFKA_TOPIC_CREATED,   /* was missing and has been created */
+    CMN_KAFKA_TOPIC_FIXED,     /* differed and has been altered (opts.fix) */
+    CMN_KAFKA_TOPIC_MISMATCH,  /* differs and was left as it is */
+    CMN_KAFKA_TOPIC_UNCHECKED, /* exists, partitions fine, but the cluster cannot describe configs */
+    CMN_KAFKA_TOPIC_FAILED     /* creating or altering it failed */
+} cmn_kafka_topic_state_t;
+
+const char *cmn_kafka_topic_state_name(cmn_kafka_topic_state_t s);
+
+/* Called once per engine topic (in table order) and possibly once more with
+ * a detail line per difference; detail is "" or says what differs, e.g.
+ * "retention.ms is 604800000, want 2592000000". Strings are borrowed for the
+ * call only. */
+typedef void (*cmn_kafka_topic_report_fn)(void *ctx, const char *topic, cmn_kafka_topic_state_t state,
+                                          const char *detail);
+
+typedef struct cmn_kafka_topics_opts {
+    int replication;   /* replication factor of new topics; 0: min(3, brokers in the cluster) */
+    int partitions;    /* 0: each topic's table count; else this count for every topic */
+    int fix;           /* 1: alter configs that differ and add missing partitions */
+    cmn_kafka_topic_report_fn report; /* may be NULL */
+    void *ctx;
+    const cmn_log_t *log;             /* may be NULL; borrowed */
+} cmn_kafka_topics_opts_t;
+
+/* Makes the cluster at brokers hold every topic of cmn_kafka_topics() as the
+ * table wants it, through the Admin API:
+ *   - a missing topic is created with its partitions, configs and the
+ *     replication factor;
+ *   - an existing topic with fewer partitions than wanted is a mismatch
+ *     (grown with CreatePartitions under opts.fix: the key-to-partition
+ *     mapping changes for new records); more partitions than wanted are
+ *     reported in the detail and accepted;
+ *   - an existing topic's configs are read with DescribeConfigs; a config
+ *     that differs is a mismatch, or with opts.fix is altered (AlterConfigs,
+ *     keeping the topic's other dynamic configs).
+ * A cluster that does not serve DescribeConfigs (librdkafka's mock cluster)
+ * reports existing topics UNCHECKED and that is not an error.
+ * Returns 0 when every topic exists afterwards and none is a mismatch,
+ * CMN_ERR_CONFIG when some topic differs and was not (or could not be)
+ * fixed, CMN_ERR_UNAVAILABLE when the cluster cannot be reached or has no
+ * controller (a mock cluster lacking topics: it has no CreateTopics API),
+ * CMN_ERR_KAFKA when a request was refused; errstr names the first problem. */
+int cmn_kafka_ensure_topics(const char *brokers, const cmn_kafka_topics_opts_t *opts, char *errstr,
+                            size_t errlen);
+
+/* cmn_kafka_ensure_topics() with the given replication factor, the table's
+ * partition counts, no fixing and no report: creates what is missing and
+ * fails on a mismatch. log may be NULL. */
 int cmn_kafka_create_topics(const char *brokers, int replication, const cmn_log_t *log, char *errstr,
                             size_t errlen);
 
