@@ -95,6 +95,58 @@ const char *cmn_http_request_query(const cmn_http_request_t *req, const char *na
                                        MHD_GET_ARGUMENT_KIND, name);
 }
 
+typedef struct query_rebuild {
+    cmn_buf_t *out;
+    int rc;
+    int first;
+} query_rebuild_t;
+
+static int query_encode(cmn_buf_t *out, const char *s)
+{
+    static const char HEX[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        unsigned char c = *p;
+        int rc;
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+            c == '_' || c == '~') {
+            rc = cmn_buf_putc(out, (char)c);
+        } else {
+            char esc[3] = {'%', HEX[c >> 4], HEX[c & 15]};
+            rc = cmn_buf_append(out, esc, 3);
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static enum MHD_Result query_rebuild_one(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    query_rebuild_t *q = cls;
+    (void)kind;
+    if (q->rc == 0 && !q->first)
+        q->rc = cmn_buf_putc(q->out, '&');
+    q->first = 0;
+    if (q->rc == 0)
+        q->rc = query_encode(q->out, key != NULL ? key : "");
+    if (q->rc == 0 && value != NULL) {
+        q->rc = cmn_buf_putc(q->out, '=');
+        if (q->rc == 0)
+            q->rc = query_encode(q->out, value);
+    }
+    return q->rc == 0 ? MHD_YES : MHD_NO;
+}
+
+int cmn_http_request_query_string(const cmn_http_request_t *req, cmn_buf_t *out)
+{
+    if (req == NULL || req->internal == NULL || out == NULL)
+        return CMN_ERR_INVALID;
+    query_rebuild_t q = {out, 0, 1};
+    MHD_get_connection_values((struct MHD_Connection *)req->internal, MHD_GET_ARGUMENT_KIND, query_rebuild_one,
+                              &q);
+    return q.rc;
+}
+
 int cmn_http_problem(cmn_http_response_t *resp, int status, const char *title, const char *detail,
                      struct json_object *errors)
 {

@@ -206,10 +206,27 @@ int cmn_status_event_from_json(json_object *obj, cmn_status_event_t *ev, char *e
         return fail(errstr, errlen, "v", "unsupported version: this service understands v 1");
 
     rc = req_uuid(obj, "event_id", ev->event_id, errstr, errlen);
-    if (rc == 0)
-        rc = req_uuid(obj, "communication_id", ev->communication_id, errstr, errlen);
     if (rc != 0)
         return rc;
+    /* A provider receipt the webhook receiver could not tie to a
+     * communication carries "" (or nothing) here and names the message by
+     * provider_message_id instead; consumers resolve it through the `sent`
+     * event of that provider message id. Any other event needs the id. */
+    rc = opt_string(obj, "communication_id", &s, errstr, errlen);
+    if (rc != 0)
+        return rc;
+    if (s == NULL || s[0] == '\0') {
+        const char *pmid = NULL;
+        rc = opt_string(obj, "provider_message_id", &pmid, errstr, errlen);
+        if (rc != 0)
+            return rc;
+        if (pmid == NULL || pmid[0] == '\0')
+            return fail(errstr, errlen, "communication_id", "is required (or provider_message_id)");
+    } else {
+        rc = req_uuid(obj, "communication_id", ev->communication_id, errstr, errlen);
+        if (rc != 0)
+            return rc;
+    }
 
     rc = opt_string(obj, "status", &s, errstr, errlen);
     if (rc != 0)

@@ -29,12 +29,24 @@ typedef struct cmn_http_response {
     int status;              /* 200 unless the handler sets it */
     char content_type[96];   /* default "application/json" */
     cmn_buf_t body;          /* the handler appends; the server frees */
-    char extra_headers[512]; /* "Name: value\r\n" lines, e.g. "Retry-After: 5\r\n" */
+    /* "Name: value\r\n" lines, e.g. "Retry-After: 5\r\n"; room for a Location
+     * header with a click target of CMN_TRACK_TARGET_MAX (2048) bytes. */
+    char extra_headers[4096];
 } cmn_http_response_t;
 
 /* Header (case-insensitive) and query-argument lookups; borrowed, NULL if absent. */
 const char *cmn_http_request_header(const cmn_http_request_t *req, const char *name);
 const char *cmn_http_request_query(const cmn_http_request_t *req, const char *name);
+
+/* Appends the request's query string (without the '?') rebuilt from its
+ * parsed arguments, in the order received, each name and value
+ * percent-encoded (RFC 3986 unreserved bytes kept, others as upper-case
+ * %XX) and joined with '&' ("name" alone for an argument without '=').
+ * Nothing is appended when there is no query. It equals the raw query for
+ * any query written in that canonical form (such as the URLs the engine
+ * builds itself), which is what a check that signs the requested URL
+ * (Twilio's webhooks) needs. Returns 0, CMN_ERR_INVALID or CMN_ERR_NOMEM. */
+int cmn_http_request_query_string(const cmn_http_request_t *req, cmn_buf_t *out);
 
 /* ctx is the service context. Called from a server thread; must be thread-safe. */
 typedef void (*cmn_http_handler_fn)(void *ctx, const cmn_http_request_t *req, cmn_http_response_t *resp);

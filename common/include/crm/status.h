@@ -12,7 +12,17 @@
  * event, it does not distinguish two events.
  *
  * event_id is UUIDv5(CMN_UUID_NS_EVENT, communication_id|status|channel|hop|attempt|discriminator),
- * so an event re-emitted after a crash has the same id and is stored once. */
+ * so an event re-emitted after a crash has the same id and is stored once.
+ *
+ * Provider receipts (the webhook receiver): communication_id may be "" when
+ * provider_message_id is set, for a receipt that carries no id of ours (a
+ * Meta status without biz_opaque_callback_data that the receiver could not
+ * look up either). Such an event is keyed on crm.status by its
+ * provider_message_id, and consumers tie it to the communication whose
+ * `sent` event has that provider_message_id. Receipt event ids are
+ * UUIDv5(CMN_UUID_NS_EVENT, "receipt|"provider|provider_message_id|status|error_code)
+ * (set by the receiver, not by cmn_status_event_finalize), so a webhook the
+ * provider retries gives the same event_id whatever the receiver resolved. */
 #ifndef CRM_STATUS_H
 #define CRM_STATUS_H
 
@@ -73,7 +83,9 @@ typedef struct cmn_status_event {
 /* Computes ev->event_id from its fields (call after filling them). */
 int cmn_status_event_finalize(cmn_status_event_t *ev);
 int cmn_status_event_to_json(const cmn_status_event_t *ev, cmn_buf_t *out);
-/* Parses into ev; string fields borrow from obj, which must outlive ev. */
+/* Parses into ev; string fields borrow from obj, which must outlive ev.
+ * communication_id absent or "" is accepted only with a non-empty
+ * provider_message_id (ev->communication_id is then ""). */
 int cmn_status_event_from_json(json_object *obj, cmn_status_event_t *ev, char *errstr, size_t errlen);
 
 #endif
