@@ -1297,17 +1297,10 @@ cleanup:
     return out;
 }
 
-int cmn_kafka_consumer_commit_batch(cmn_kafka_consumer_t *c)
+/* Stores and commits parts (next offsets of assigned partitions): the
+ * common tail of commit_batch and commit_offsets. */
+static int kafka_commit_parts(cmn_kafka_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
 {
-    int rc = 0;
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    if (c == NULL)
-        return CMN_ERR_INVALID;
-    if (c->n == 0)
-        return 0;
-    parts = kafka_batch_partitions(c, 0, &rc);
-    if (rc != 0 || parts->cnt == 0)
-        goto cleanup;
     rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, parts);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         /* A partition revoked in the meantime reports _STATE here; the
@@ -1329,17 +1322,97 @@ int cmn_kafka_consumer_commit_batch(cmn_kafka_consumer_t *c)
          * offset: at-least-once, as everywhere.) */
         kafka_count(c->common.metrics, "kafka_commits_deferred_total",
                     "Kafka offset commits deferred by a group rebalance.", NULL, 1);
-        goto cleanup;
+        return 0;
     }
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         kafka_count(c->common.metrics, "kafka_commit_errors_total", "Failed Kafka offset commits.", NULL, 1);
-        rc = CMN_ERR_KAFKA;
-        goto cleanup;
+        return CMN_ERR_KAFKA;
     }
     kafka_mark_ok(c);
+    return 0;
+}
+
+int cmn_kafka_consumer_commit_batch(cmn_kafka_consumer_t *c)
+{
+    int rc = 0;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (c == NULL)
+        return CMN_ERR_INVALID;
+    if (c->n == 0)
+        return 0;
+    parts = kafka_batch_partitions(c, 0, &rc);
+    if (rc != 0 || parts->cnt == 0)
+        goto cleanup;
+    rc = kafka_commit_parts(c, parts);
 cleanup:
     if (parts != NULL)
         rd_kafka_topic_partition_list_destroy(parts);
+    return rc;
+}
+
+int cmn_kafka_consumer_commit_offsets(cmn_kafka_consumer_t *c, const cmn_kafka_offset_t *offsets, size_t n)
+{
+    int rc = 0;
+    rd_kafka_topic_partition_list_t *assigned = NULL;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (c == NULL || (offsets == NULL && n > 0))
+        return CMN_ERR_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        if (offsets[i].topic == NULL || offsets[i].partition < 0 || offsets[i].next < 0)
+            return CMN_ERR_INVALID;
+    }
+    if (n == 0)
+        return 0;
+    rd_kafka_resp_err_t err = rd_kafka_assignment(c->rk, &assigned);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char *kv[] = {"error", rd_kafka_err2name(err), NULL};
+        kafka_log(c->common.log, CMN_LOG_ERROR, kv, "cannot read the consumer's assignment");
+        rc = CMN_ERR_KAFKA;
+        goto cleanup;
+    }
+    /* Storing an offset for a partition this member no longer owns would
+     * fail anyway; its new owner starts from the last committed offset. */
+    parts = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++) {
+        if (rd_kafka_topic_partition_list_find(assigned, offsets[i].topic, offsets[i].partition) == NULL)
+            continue;
+        rd_kafka_topic_partition_list_add(parts, offsets[i].topic, offsets[i].partition)->offset = offsets[i].next;
+    }
+    if (parts->cnt > 0)
+        rc = kafka_commit_parts(c, parts);
+cleanup:
+    if (assigned != NULL)
+        rd_kafka_topic_partition_list_destroy(assigned);
+    if (parts != NULL)
+        rd_kafka_topic_partition_list_destroy(parts);
+    return rc;
+}
+
+int cmn_kafka_consumer_seek(cmn_kafka_consumer_t *c, const char *topic, int32_t partition, int64_t offset)
+{
+    if (c == NULL || topic == NULL || partition < 0 || offset < 0)
+        return CMN_ERR_INVALID;
+    int rc = 0;
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(parts, topic, partition)->offset = offset;
+    /* With a timeout the call returns once the partition's fetcher has
+     * taken the new position, so no record fetched before the seek can be
+     * returned by a later poll. */
+    rd_kafka_error_t *error = rd_kafka_seek_partitions(c->rk, parts, KAFKA_SYNC_OP_TIMEOUT_MS);
+    if (error != NULL) {
+        kafka_report_rdk_error(c, "kafka seek failed", error);
+        rc = CMN_ERR_KAFKA;
+        goto cleanup;
+    }
+    if (parts->elems[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        char part[16];
+        snprintf(part, sizeof(part), "%" PRId32, partition);
+        const char *kv[] = {"topic", topic, "partition", part, "error", rd_kafka_err2name(parts->elems[0].err), NULL};
+        kafka_log(c->common.log, CMN_LOG_WARN, kv, "kafka seek failed for a partition");
+        rc = CMN_ERR_KAFKA;
+    }
+cleanup:
+    rd_kafka_topic_partition_list_destroy(parts);
     return rc;
 }
 
@@ -1465,6 +1538,57 @@ const void *cmn_kafka_message_header(const cmn_kafka_message_t *m, const char *n
     if (len != NULL)
         *len = size;
     return val;
+}
+
+int cmn_kafka_message_header_at(const cmn_kafka_message_t *m, size_t idx, const char **name, const void **value,
+                                size_t *len)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const char *n = NULL;
+    const void *val = NULL;
+    size_t size = 0;
+    if (m == NULL || m->internal == NULL || name == NULL || value == NULL || len == NULL)
+        return CMN_ERR_INVALID;
+    *name = NULL;
+    *value = NULL;
+    *len = 0;
+    if (rd_kafka_message_headers((const rd_kafka_message_t *)m->internal, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return CMN_ERR_NOTFOUND;
+    if (rd_kafka_header_get_all(hdrs, idx, &n, &val, &size) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return CMN_ERR_NOTFOUND;
+    *name = n;
+    *value = val;
+    *len = size;
+    return 0;
+}
+
+int cmn_kafka_forward_in_batch(cmn_kafka_producer_t *p, cmn_kafka_batch_t *b, const char *topic,
+                               const cmn_kafka_message_t *src)
+{
+    cmn_kafka_header_t *h = NULL;
+    size_t nh = 0;
+    const char *name;
+    const void *val;
+    size_t len;
+    int rc;
+    if (p == NULL || b == NULL || topic == NULL || src == NULL)
+        return CMN_ERR_INVALID;
+    while (cmn_kafka_message_header_at(src, nh, &name, &val, &len) == 0)
+        nh++;
+    if (nh > 0) {
+        h = calloc(nh, sizeof(*h));
+        if (h == NULL)
+            return CMN_ERR_NOMEM;
+        for (size_t i = 0; i < nh; i++) {
+            rc = cmn_kafka_message_header_at(src, i, &h[i].name, &h[i].value, &h[i].value_len);
+            if (rc != 0)
+                goto cleanup;
+        }
+    }
+    rc = cmn_kafka_produce_in_batch(p, b, topic, src->key, src->key_len, src->value, src->value_len, h, nh);
+cleanup:
+    free(h);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- helpers */

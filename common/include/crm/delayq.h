@@ -20,6 +20,25 @@
  * fallback): it is called for a DELIVER record that carries the header
  * x-crm-guard and answers deliver / drop.
  *
+ * A partition whose head is held is paused and its fetch position moved
+ * back to the head (a seek), so records librdkafka fetched past the head
+ * are read again after it, never skipped; when the head is released the
+ * partition is sought to it again and resumed, and the head is decided
+ * anew. Offsets are committed per partition, up to the last record handled,
+ * never past a held head. When a batch's produces are not acknowledged
+ * within ack_timeout_ms nothing of it is committed and each of its
+ * partitions goes back to its first record of the batch, tried again about
+ * a second later (the records already produced are produced again: at
+ * least once). A guard that answers RETRY holds the partition the same way.
+ *
+ * Metrics (when cfg.metrics is set), labelled family="crm.retry.<ch>" or
+ * family="crm.defer": delay_records_total{family,tier,outcome} with outcome
+ * delivered | redelayed | dlq | dropped (tier = the tier the record was
+ * read from), delay_paused_partitions and delay_assigned_partitions
+ * (gauges), delay_lateness_seconds
+ * (histogram of delivery time - x-crm-due-at), delay_polls_total and
+ * delay_ack_failures_total.
+ *
  * Threading: cmn_delayq_start() runs the loop on a thread of its own, with
  * its own producer and consumer; every callback runs on that thread.
  * cmn_delayq_is_ready() may be called from any thread. */
@@ -61,17 +80,21 @@ typedef struct cmn_delayq_config {
     cmn_delayq_guard_fn guard;      /* may be NULL: every due record is delivered */
     void *guard_ctx;
     const cmn_log_t *log;           /* borrowed, required */
-    cmn_metrics_t *metrics;         /* borrowed, may be NULL; registers <prefix>_delay_* series */
+    cmn_metrics_t *metrics;         /* borrowed, may be NULL; registers the delay_* series above */
 } cmn_delayq_config_t;
 
 typedef struct cmn_delayq cmn_delayq_t;
 
-/* Creates the producer and consumer (not yet subscribed). cfg is copied; its
- * pointers are borrowed and must outlive the queue. NULL with the reason in
- * errstr. */
+/* Validates cfg and creates the producer; the consumer is created (and
+ * subscribed) by cmn_delayq_start(). cfg is copied; its pointers are
+ * borrowed and must outlive the queue. The client id is
+ * "<service>-<family>". NULL with the reason in errstr. */
 cmn_delayq_t *cmn_delayq_new(const cmn_delayq_config_t *cfg, char *errstr, size_t errlen);
 
-/* Subscribes and starts the thread. Returns 0 or a negative code. */
+/* Creates the consumer (group cfg.group_id, every tier topic of the family,
+ * from the earliest offset when the group has none) and starts the thread.
+ * Returns 0, CMN_ERR_KAFKA (consumer refused; logged), or CMN_ERR_STATE
+ * when already started or stopped (a queue is started once). */
 int cmn_delayq_start(cmn_delayq_t *q);
 
 /* Asks the thread to stop, waits for it (the record in hand is finished:

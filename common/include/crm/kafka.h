@@ -171,6 +171,22 @@ typedef struct cmn_kafka_message {
 /* Borrowed header value, NULL when absent. */
 const void *cmn_kafka_message_header(const cmn_kafka_message_t *m, const char *name, size_t *len);
 
+/* The idx-th header of m (0-based, in record order, repeated names kept):
+ * name and value are borrowed like the record (valid until the next
+ * poll_batch); value is not NUL-terminated and may be NULL for a header
+ * without a value. Returns 0, CMN_ERR_NOTFOUND past the last header, or
+ * CMN_ERR_INVALID. */
+int cmn_kafka_message_header_at(const cmn_kafka_message_t *m, size_t idx, const char **name, const void **value,
+                                size_t *len);
+
+/* Produces src's key, value and every header (in order, unchanged) to topic
+ * as part of batch b, like cmn_kafka_produce_in_batch: the way a record
+ * moves between topics untouched (delay tiers). A source without a
+ * traceparent gets a fresh one, as every produce does. src is only read;
+ * everything is copied. */
+int cmn_kafka_forward_in_batch(cmn_kafka_producer_t *p, cmn_kafka_batch_t *b, const char *topic,
+                               const cmn_kafka_message_t *src);
+
 /* Called on partition assignment so a service can supply stored offsets (the
  * projector reads them from PostgreSQL). For each i, set offsets[i] to the
  * next offset to read or leave it at -1 (committed offset / auto.offset.reset).
@@ -210,7 +226,35 @@ int cmn_kafka_consumer_commit_batch(cmn_kafka_consumer_t *c);
  * batch is delivered again (used when its side effects could not be made durable). */
 int cmn_kafka_consumer_rewind_batch(cmn_kafka_consumer_t *c);
 
-/* Pause/resume one partition (delay topics, backpressure). */
+/* One partition's position for cmn_kafka_consumer_commit_offsets(): next is
+ * the next offset to read (the last processed record's offset + 1). topic is
+ * borrowed. */
+typedef struct cmn_kafka_offset {
+    const char *topic;
+    int32_t partition;
+    int64_t next;
+} cmn_kafka_offset_t;
+
+/* Commits exactly these positions, for a consumer that finishes records
+ * partition by partition rather than a whole batch at a time (the delay
+ * tiers hold a partition's head back while later partitions go on).
+ * Partitions no longer assigned are skipped; the rest behaves and returns
+ * like cmn_kafka_consumer_commit_batch() (a rebalance defers the commit,
+ * progress is remembered for a regained partition). offsets is borrowed. */
+int cmn_kafka_consumer_commit_offsets(cmn_kafka_consumer_t *c, const cmn_kafka_offset_t *offsets, size_t n);
+
+/* Moves an assigned partition's fetch position to offset and waits for the
+ * seek to take effect: the partition's next record from poll_batch is the
+ * one at offset, and records fetched beyond it are discarded. Works on a
+ * paused partition (fetching starts there on resume). A paused partition
+ * otherwise resumes after the last record poll_batch returned for it, so a
+ * consumer that holds a record back must seek to it. Returns 0 or
+ * CMN_ERR_KAFKA (e.g. the partition is not assigned), CMN_ERR_INVALID. */
+int cmn_kafka_consumer_seek(cmn_kafka_consumer_t *c, const char *topic, int32_t partition, int64_t offset);
+
+/* Pause/resume one partition (delay topics, backpressure). Resume only a
+ * partition this consumer paused: librdkafka resets a partition's fetch
+ * state on every pause or resume call, even one that changes nothing. */
 int cmn_kafka_consumer_pause(cmn_kafka_consumer_t *c, const char *topic, int32_t partition);
 int cmn_kafka_consumer_resume(cmn_kafka_consumer_t *c, const char *topic, int32_t partition);
 
