@@ -105,6 +105,8 @@ char *th_worker_dispatch_json(const th_dispatch_t *s)
         json_object_object_add(rec, "name", json_object_new_string(s->name));
     const char *rkey = s->recipient_key != NULL ? s->recipient_key : s->to[0] == '+' ? "phone" : "email";
     json_object_object_add(rec, rkey, json_object_new_string(s->to));
+    if (s->also_email != NULL)
+        json_object_object_add(rec, "email", json_object_new_string(s->also_email));
     if (s->locale != NULL) {
         json_object_object_add(rec, "locale", json_object_new_string(s->locale));
         json_object_object_add(o, "locale", json_object_new_string(s->locale));
@@ -117,7 +119,14 @@ char *th_worker_dispatch_json(const th_dispatch_t *s)
     }
     if (s->attachments != NULL)
         json_object_object_add(o, "attachments", json_tokener_parse(s->attachments));
-    json_object_object_add(o, "fallback", json_object_new_array());
+    json_object *plan = s->fallback != NULL ? json_tokener_parse(s->fallback) : json_object_new_array();
+    cr_assert_not_null(plan, "bad test fallback plan %s", s->fallback);
+    json_object_object_add(o, "fallback", plan);
+    if (s->deadline_ms > 0) {
+        char deadline[40];
+        cmn_time_format_rfc3339(s->deadline_ms, deadline, sizeof deadline);
+        json_object_object_add(o, "deadline", json_object_new_string(deadline));
+    }
     json_object_object_add(o, "created_at", json_object_new_string(now));
     char *text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
     json_object_put(o);

@@ -13,6 +13,7 @@
 
 #include <json-c/json.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "crm/uuid.h"
 #include "th_kafka.h"
@@ -69,6 +70,9 @@ typedef struct th_dispatch {
     const char *attachments;   /* JSON array text or NULL */
     const char *recipient_key; /* recipient.<key> = to; NULL: "phone" when to starts with '+', else "email" */
     int hop, attempt;          /* 0 and 0 mean 0 and 1 */
+    const char *fallback;      /* JSON array text of channel names (the plan); NULL: [] */
+    const char *also_email;    /* recipient.email besides the key of `to` (a fallback's address), may be NULL */
+    int64_t deadline_ms;       /* "deadline", epoch ms; 0: none */
 } th_dispatch_t;
 
 /* A Dispatch v1 as the router writes it (crm/dispatch.h), built with json-c

@@ -8,8 +8,10 @@
  * body and Retry-After and maps provider codes with crm/provider_errors.h.
  * Checked here: per-sender rate limiting (spacing of one sender's requests,
  * independence of another's), response capture, Retry-After reaching the
- * failed event's details, permanent reasons, and sending/sent/failed events
- * with details on crm.status. */
+ * retry_scheduled event's details and the retry's due time on its tier
+ * record, permanent reasons, and sending/sent/retry_scheduled/failed events
+ * with details on crm.status. (The retry's way back through the tiers is
+ * test_worker_retry.c's, with the real SMS worker.) */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <json-c/json.h>
@@ -200,7 +202,8 @@ static void *run_worker(void *arg)
     return NULL;
 }
 
-/* The final (sent or failed) event of communication cid, NULL when none. */
+/* The final (sent, retry_scheduled or failed) event of communication cid,
+ * NULL when none. */
 static json_object *final_event(json_object **events, size_t n, const char *cid)
 {
     for (size_t i = 0; i < n; i++) {
@@ -281,15 +284,47 @@ Test(worker_core, rate_limits_per_sender_and_classifies_http_outcomes, .timeout 
         json_object *details = json_object_object_get(ev, "details");
         cr_expect_eq(json_object_get_int(json_object_object_get(details, "segments")), 1);
     }
-    /* 429 with Retry-After: retryable, the hint in details. */
+    /* 429 with Retry-After: retryable, so a retry is scheduled no sooner
+     * than the hint, with the hint and the plan in details. */
     json_object *ev = final_event(events, n, cids[7]);
     cr_assert_not_null(ev);
-    cr_expect_str_eq(cmn_json_get_string(ev, "status"), "failed");
+    cr_expect_str_eq(cmn_json_get_string(ev, "status"), "retry_scheduled");
     cr_expect_str_eq(cmn_json_get_string(ev, "error_code"), "20429");
+    cr_expect_str_eq(cmn_json_get_string(ev, "error_message"), "Too Many Requests");
     json_object *details = json_object_object_get(ev, "details");
     cr_expect_eq(json_object_get_int64(json_object_object_get(details, "retry_after_ms")), 3000);
     cr_expect_eq(json_object_get_int(json_object_object_get(details, "segments")), 1);
+    cr_expect_eq(json_object_get_int(json_object_object_get(details, "next_attempt")), 2);
+    cr_expect_str_eq(cmn_json_get_string(details, "topic"), "crm.retry.sms.5s");
+    int64_t occurred = 0, due = 0;
+    cr_assert_eq(cmn_time_parse_rfc3339(cmn_json_get_string(ev, "occurred_at"), &occurred), 0);
+    cr_assert_eq(cmn_time_parse_rfc3339(cmn_json_get_string(details, "due_at"), &due), 0);
+    /* The wait is at least the hint; due_at is planned just before the
+     * event is stamped, so it lies that wait after the event, give or take
+     * the time to queue the retry. */
+    int64_t delay = json_object_get_int64(json_object_object_get(details, "delay_ms"));
+    cr_expect_geq(delay, 3000, "Retry-After: 3 is a floor, got %lld ms", (long long)delay);
+    cr_expect(due - occurred <= delay && due - occurred > delay - 1000, "due %lld ms after the event, delay %lld",
+              (long long)(due - occurred), (long long)delay);
     cr_expect_null(cmn_json_get_string(ev, "reason"));
+    /* The Dispatch waits on the tier with attempt 2 and the tier headers. */
+    size_t nretry = 0;
+    th_kafka_record_t *retry = th_kafka_read_all(brokers, "crm.retry.sms.5s", 1, 30000, &nretry);
+    cr_assert_eq(nretry, 1, "one record on crm.retry.sms.5s, got %zu", nretry);
+    json_object *rd = json_tokener_parse(retry[0].value);
+    cr_assert_not_null(rd);
+    cr_expect_str_eq(cmn_json_get_string(rd, "communication_id"), cids[7]);
+    cr_expect_eq(json_object_get_int(json_object_object_get(rd, "attempt")), 2);
+    cr_expect_str_eq(retry[0].key, "client");
+    json_object *rh = json_tokener_parse(retry[0].headers_json);
+    cr_assert_not_null(rh);
+    char due_text[32];
+    snprintf(due_text, sizeof due_text, "%lld", (long long)due);
+    cr_expect_str_eq(cmn_json_get_string(rh, "x-crm-due-at"), due_text);
+    cr_expect_str_eq(cmn_json_get_string(rh, "x-crm-target"), "crm.send.sms");
+    json_object_put(rh);
+    json_object_put(rd);
+    th_kafka_records_free(retry, nretry);
     /* 21610: permanent, with its reason token. */
     ev = final_event(events, n, cids[8]);
     cr_assert_not_null(ev);
