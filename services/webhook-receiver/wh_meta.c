@@ -24,7 +24,8 @@ typedef struct walk {
 static int fail(walk_t *w, const char *member, const char *reason)
 {
     if (w->errstr != NULL && w->errlen > 0)
-        snprintf(w->errstr, w->errlen, "%s%s%s: %s", w->path, member[0] != '\0' ? "." : "", member, reason);
+        snprintf(w->errstr, w->errlen, "%s%s%s: %s", w->path, w->path[0] != '\0' && member[0] != '\0' ? "." : "",
+                 member, reason);
     return CMN_ERR_INVALID;
 }
 
