@@ -12,6 +12,9 @@
 
 #include "crm/backoff.h"
 #include "crm/buf.h"
+#include "crm/crypto.h"
+#include "crm/delay.h"
+#include "crm/delayq.h"
 #include "crm/err.h"
 #include "crm/http.h"
 #include "crm/json.h"
@@ -25,7 +28,10 @@
 #include "crm/uuid.h"
 #include "router_claims.h"
 #include "router_config.h"
+#include "router_contacts.h"
 #include "router_outputs.h"
+#include "router_prefs.h"
+#include "router_prefs_feed.h"
 #include "router_readback.h"
 #include "router_strategy.h"
 
@@ -72,6 +78,19 @@ static const cmn_cfg_entry_t settings_table[] = {
      "Kafka consumer group of the router replicas", 0, 0},
     {"KAFKA_SESSION_TIMEOUT_MS", CMN_CFG_INT, "45000", 0, offsetof(router_settings_t, session_timeout_ms),
      "Consumer group session timeout: how soon a dead replica's partitions move to a live one", 6000, 300000},
+    {"ROUTER_QUIET_HOURS_CHANNELS", CMN_CFG_STRING, "sms,whatsapp", 0, offsetof(router_settings_t, quiet_channels),
+     "Comma list of channels that clients' quiet hours hold back (critical messages never wait)", 0, 0},
+    {"ROUTER_WHATSAPP_REQUIRE_CONSENT", CMN_CFG_BOOL, "true", 0,
+     offsetof(router_settings_t, whatsapp_require_consent),
+     "WhatsApp only to clients whose preferences record a granted opt-in", 0, 0},
+    {"ROUTER_PREFS_CACHE_SIZE", CMN_CFG_INT, "100000", 0, offsetof(router_settings_t, prefs_cache_size),
+     "Most clients whose preferences the router keeps in memory", 1, 100000000},
+    {"ROUTER_PREFS_CACHE_TTL_MS", CMN_CFG_INT, "300000", 0, offsetof(router_settings_t, prefs_cache_ttl_ms),
+     "How long a cached preferences snapshot is used before PostgreSQL is read again", 1000, 86400000},
+    {"ROUTER_DEFER_GROUP_ID", CMN_CFG_STRING, "crm-router-defer", 0, offsetof(router_settings_t, defer_group_id),
+     "Kafka consumer group of the crm.defer.* consumer that hands deferred requests back", 0, 0},
+    {"CRM_DATA_KEY", CMN_CFG_STRING, "", 1, offsetof(router_settings_t, data_key),
+     "Secret (32+ characters) keying the address hashes of client_contacts; empty: not recorded", 0, 0},
 };
 
 const cmn_cfg_entry_t *router_settings_table(size_t *n)
@@ -83,7 +102,8 @@ const cmn_cfg_entry_t *router_settings_table(size_t *n)
 /* Outcome counts of one batch, added to the metrics only once the batch is
  * committed so a retried batch is not counted twice. */
 typedef struct outcome_counts {
-    uint64_t routed, suppressed, duplicate, rejected;
+    uint64_t routed, suppressed, duplicate, rejected, deferred;
+    uint64_t prefs_hit, prefs_miss;
 } outcome_counts_t;
 
 struct router_ctx {
@@ -97,11 +117,16 @@ struct router_ctx {
 
     cmn_metrics_t *metrics;
     cmn_counter_t *requests_routed, *requests_suppressed, *requests_duplicate, *requests_rejected;
+    cmn_counter_t *requests_deferred, *prefs_hit, *prefs_miss;
     cmn_histogram_t *batch_seconds;
 
     cmn_kafka_producer_t *producer;
     cmn_kafka_consumer_t *consumer;
     router_readback_t *readback;
+    router_prefs_cache_t *prefs;
+    router_prefs_feed_t *prefs_feed;
+    cmn_delayq_t *delayq;
+    cmn_quiet_policy_t quiet;
     PGconn *pg;
     cmn_http_server_t *http;
 
@@ -133,6 +158,7 @@ typedef struct router_item {
     int has_ids;
     int oom;                        /* validation ran out of memory: fail the batch */
     long claim;                     /* index into the batch's claims, or -1 */
+    router_prefs_ref_t *prefs;      /* the client's preferences (a reference), or NULL */
     cmn_channel_t found;            /* resumed claim: channel of an existing Dispatch, or NONE */
     char traceparent[56];
 } router_item_t;
@@ -171,7 +197,8 @@ static void sleep_interruptible(int64_t ms)
 static int ready_fn(void *opaque)
 {
     router_ctx_t *ctx = opaque;
-    return atomic_load(&ctx->pg_ok) && cmn_kafka_consumer_is_healthy(ctx->consumer);
+    return atomic_load(&ctx->pg_ok) && cmn_kafka_consumer_is_healthy(ctx->consumer) &&
+           router_prefs_feed_ready(ctx->prefs_feed) && cmn_delayq_is_ready(ctx->delayq);
 }
 
 /* Publishes PostgreSQL's state for /readyz, logging only the transitions so
@@ -318,6 +345,8 @@ static void item_clear(router_item_t *it)
     /* Cleared for invalid records too: from_json may have filled part of
      * req before finding the problems. */
     cmn_request_clear(&it->req);
+    router_prefs_ref_release(it->prefs);
+    it->prefs = NULL;
     json_object_put(it->problems);
     json_object_put(it->obj);
 }
@@ -405,9 +434,91 @@ cleanup:
     return rc;
 }
 
-/* accepted, then routed + Dispatch or suppressed, for a new or resumed claim. */
-static int emit_valid(router_ctx_t *ctx, cmn_kafka_batch_t *b, router_item_t *it, int64_t now,
-                      outcome_counts_t *counts)
+/* `deferred` (with when, why, which tier and which deferral) and the
+ * request record itself, unchanged, to the defer tier for `until`, carrying
+ * the deferral number the claim will hold once finished (router_claims.h). */
+static int emit_deferred(router_ctx_t *ctx, cmn_kafka_batch_t *b, router_item_t *it, router_claim_t *claim,
+                         const router_decision_t *dec, int64_t now, outcome_counts_t *counts)
+{
+    const cmn_request_t *r = &it->req;
+    cmn_status_event_t ev;
+    cmn_delay_hop_t hop;
+    cmn_buf_t details = CMN_BUF_INIT;
+    char until[40], seq[24], disc[40];
+    size_t ntiers = 0;
+    int64_t n = claim->seq + 1;
+
+    int rc = cmn_delay_plan_hop(CMN_DELAY_DEFER, CMN_CHANNEL_NONE, now, dec->defer_until_ms, &hop);
+    if (rc != CMN_OK) {
+        goto cleanup;
+    }
+    const cmn_delay_tier_t *tiers = cmn_delay_tiers(CMN_DELAY_DEFER, &ntiers);
+    const char *tier = hop.direct || hop.tier >= ntiers ? "none" : tiers[hop.tier].name;
+    rc = cmn_time_format_rfc3339(dec->defer_until_ms, until, sizeof until);
+    if (rc != CMN_OK) {
+        goto cleanup;
+    }
+    snprintf(seq, sizeof seq, "%lld", (long long)n);
+    rc = cmn_buf_puts(&details, "{\"until\":");
+    if (rc == CMN_OK) {
+        rc = cmn_buf_put_json_string(&details, until);
+    }
+    if (rc == CMN_OK) {
+        rc = cmn_buf_printf(&details, ",\"reason\":\"%s\",\"tier\":\"%s\",\"deferral\":%lld}",
+                            router_defer_name(dec->defer_reason), tier, (long long)n);
+    }
+    if (rc != CMN_OK) {
+        goto cleanup;
+    }
+
+    /* The same record goes back to crm.requests; its key keeps the client's
+     * requests on one partition. */
+    const char *key = it->msg->key;
+    size_t key_len = it->msg->key_len;
+    if (key == NULL) {
+        key = r->client_id != NULL ? r->client_id : r->communication_id;
+        key_len = strlen(key);
+    }
+    cmn_kafka_header_t hdrs[4] = {
+        {CMN_HDR_TRACEPARENT, it->traceparent, strlen(it->traceparent)},
+        {CMN_DELAY_HDR_DUE_AT, hop.due_at, strlen(hop.due_at)},
+        {CMN_DELAY_HDR_TARGET, hop.target, strlen(hop.target)},
+        {ROUTER_HDR_DEFERRAL, seq, strlen(seq)},
+    };
+    rc = cmn_kafka_produce_in_batch(ctx->producer, b, hop.topic, key, key_len, it->msg->value, it->msg->value_len,
+                                    hdrs, 4);
+    if (rc != CMN_OK) {
+        goto cleanup;
+    }
+
+    /* One event per deferral: a re-emission after a crash has the same id,
+     * a second deferral of the same request does not. */
+    snprintf(disc, sizeof disc, "deferral-%lld", (long long)n);
+    router_status_init(&ev, r, CMN_STATUS_DEFERRED, now);
+    ev.reason = router_defer_name(dec->defer_reason);
+    ev.discriminator = disc;
+    ev.details_json = details.data;
+    rc = emit_status(ctx, b, &ev, it->traceparent);
+    if (rc != CMN_OK) {
+        goto cleanup;
+    }
+    claim->defer = 1;
+    claim->defer_until_ms = dec->defer_until_ms;
+    counts->deferred++;
+    cmn_logkv(ctx->log, CMN_LOG_INFO, r->communication_id,
+              (const char *[]){"reason", ev.reason, "until", until, "topic", hop.topic, "deferral", seq, "channel",
+                               cmn_channel_name(dec->channel), NULL},
+              "request deferred");
+
+cleanup:
+    cmn_buf_free(&details);
+    return rc;
+}
+
+/* The outputs of a claim to route: `accepted` on first sight, then routed +
+ * Dispatch, suppressed, or deferred. */
+static int emit_valid(router_ctx_t *ctx, cmn_kafka_batch_t *b, router_item_t *it, router_claim_t *claim,
+                      int64_t now, outcome_counts_t *counts)
 {
     const cmn_request_t *r = &it->req;
     cmn_status_event_t ev;
@@ -415,19 +526,50 @@ static int emit_valid(router_ctx_t *ctx, cmn_kafka_batch_t *b, router_item_t *it
     cmn_dispatch_t d;
     cmn_buf_t buf = CMN_BUF_INIT;
     char topic[64];
-    int rc;
+    int rc = CMN_OK;
 
     memset(&d, 0, sizeof d);
-    router_status_init(&ev, r, CMN_STATUS_ACCEPTED, now);
-    rc = emit_status(ctx, b, &ev, it->traceparent);
-    if (rc != CMN_OK) {
+    claim->defer = 0;
+    /* A request coming back from a deferral was accepted the first time. */
+    if (claim->seq == 0) {
+        router_status_init(&ev, r, CMN_STATUS_ACCEPTED, now);
+        rc = emit_status(ctx, b, &ev, it->traceparent);
+        if (rc != CMN_OK) {
+            goto cleanup;
+        }
+    }
+
+    /* A resumed claim whose Dispatch is already in the log gets its statuses
+     * again (the projector stores each event id once) but no second
+     * Dispatch, whatever the strategy would say now: the message is out. */
+    if (it->found != CMN_CHANNEL_NONE) {
+        router_status_init(&ev, r, CMN_STATUS_ROUTED, now);
+        ev.channel = it->found;
+        ev.attempt = 1;
+        rc = emit_status(ctx, b, &ev, it->traceparent);
+        if (rc == CMN_OK) {
+            counts->routed++;
+            cmn_logkv(ctx->log, CMN_LOG_INFO, r->communication_id,
+                      (const char *[]){"channel", cmn_channel_name(it->found), NULL},
+                      "resumed request already dispatched before a restart; not dispatching again");
+        }
         goto cleanup;
     }
 
-    router_input_t in = {.request = r, .config = ctx->routing, .enabled = ctx->enabled, .now_ms = now};
+    router_input_t in = {.request = r,
+                         .config = ctx->routing,
+                         .enabled = ctx->enabled,
+                         .now_ms = now,
+                         .prefs = router_prefs_get(it->prefs),
+                         .quiet = &ctx->quiet,
+                         .whatsapp_consent_optional = !ctx->settings->whatsapp_require_consent};
     rc = router_decide(&in, &dec);
     if (rc != CMN_OK) {
         goto cleanup;
+    }
+    if (dec.quiet_zone_invalid) {
+        cmn_logkv(ctx->log, CMN_LOG_WARN, r->communication_id, NULL,
+                  "the client's time zone is unknown to ICU; quiet hours not applied");
     }
     if (dec.suppressed) {
         router_status_init(&ev, r, CMN_STATUS_SUPPRESSED, now);
@@ -441,25 +583,26 @@ static int emit_valid(router_ctx_t *ctx, cmn_kafka_batch_t *b, router_item_t *it
         }
         goto cleanup;
     }
+    if (dec.deferred) {
+        rc = emit_deferred(ctx, b, it, claim, &dec, now, counts);
+        goto cleanup;
+    }
 
-    /* A resumed claim whose Dispatch is already in the log gets its statuses
-     * again (the projector stores each event id once) but no second Dispatch. */
-    cmn_channel_t channel = it->found != CMN_CHANNEL_NONE ? it->found : dec.channel;
     router_status_init(&ev, r, CMN_STATUS_ROUTED, now);
-    ev.channel = channel;
+    ev.channel = dec.channel;
     ev.attempt = 1;
     rc = emit_status(ctx, b, &ev, it->traceparent);
     if (rc != CMN_OK) {
         goto cleanup;
     }
-    if (it->found != CMN_CHANNEL_NONE) {
-        counts->routed++;
-        cmn_logkv(ctx->log, CMN_LOG_INFO, r->communication_id,
-                  (const char *[]){"channel", cmn_channel_name(channel), NULL},
-                  "resumed request already dispatched before a restart; not dispatching again");
-        goto cleanup;
-    }
     rc = router_build_dispatch(r, &dec, router_created_at(r, it->msg->timestamp_ms, now), &d);
+    /* The request's own locale first (the sender may know better for this
+     * message), else the client's. */
+    const cmn_preferences_t *p = router_prefs_get(it->prefs);
+    if (rc == CMN_OK && d.locale == NULL && p != NULL && p->locale != NULL) {
+        d.locale = strdup(p->locale);
+        rc = d.locale != NULL ? CMN_OK : CMN_ERR_NOMEM;
+    }
     if (rc == CMN_OK) {
         rc = cmn_dispatch_to_json(&d, &buf);
     }
@@ -483,6 +626,137 @@ static int emit_valid(router_ctx_t *ctx, cmn_kafka_batch_t *b, router_item_t *it
 cleanup:
     cmn_dispatch_clear(&d);
     cmn_buf_free(&buf);
+    return rc;
+}
+
+/* 1 when the claim means "route this record now". */
+static int claim_to_route(const router_claim_t *c)
+{
+    return c->state == ROUTER_CLAIM_NEW || c->state == ROUTER_CLAIM_RESUME || c->state == ROUTER_CLAIM_RETURN;
+}
+
+typedef struct prefs_want {
+    const char *tenant, *client;
+    size_t key; /* index into the distinct keys */
+    router_item_t *item;
+} prefs_want_t;
+
+static int cmp_want(const void *a, const void *b)
+{
+    const prefs_want_t *x = a;
+    const prefs_want_t *y = b;
+    int c = strcmp(x->tenant, y->tenant);
+    return c != 0 ? c : strcmp(x->client, y->client);
+}
+
+/* Gives every item to route its client's preferences: from the cache, else
+ * from one query for all the batch's misses. */
+static int load_prefs(router_ctx_t *ctx, router_item_t *items, size_t n, const router_claim_t *claims,
+                      outcome_counts_t *counts, char *errstr, size_t errlen)
+{
+    prefs_want_t *want = NULL;
+    router_prefs_key_t *keys = NULL;
+    size_t nwant = 0, nkeys = 0, unreadable = 0;
+    int64_t mono = cmn_monotonic_ms();
+    /* Taken before the query so a feed update racing with it wins. */
+    uint64_t since = router_prefs_cache_epoch(ctx->prefs);
+    int rc = CMN_OK;
+
+    want = calloc(n > 0 ? n : 1, sizeof *want);
+    keys = calloc(n > 0 ? n : 1, sizeof *keys);
+    if (want == NULL || keys == NULL) {
+        rc = CMN_ERR_NOMEM;
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        router_item_t *it = &items[i];
+        if (!it->valid || it->claim < 0 || !claim_to_route(&claims[it->claim]) || it->req.client_id == NULL) {
+            continue;
+        }
+        router_prefs_ref_t *ref = NULL;
+        int hit = router_prefs_cache_get(ctx->prefs, it->req.tenant_id, it->req.client_id, mono, &ref);
+        if (hit == 1) {
+            it->prefs = ref;
+            counts->prefs_hit++;
+            continue;
+        }
+        counts->prefs_miss++;
+        want[nwant++] = (prefs_want_t){.tenant = it->req.tenant_id, .client = it->req.client_id, .item = it};
+    }
+    if (nwant == 0) {
+        goto cleanup;
+    }
+    qsort(want, nwant, sizeof *want, cmp_want);
+    for (size_t i = 0; i < nwant; i++) {
+        if (nkeys == 0 || cmp_want(&want[i], &want[i - 1]) != 0) {
+            keys[nkeys++] = (router_prefs_key_t){.tenant = want[i].tenant, .client = want[i].client};
+        }
+        want[i].key = nkeys - 1;
+    }
+    rc = router_prefs_load(ctx->pg, keys, nkeys, &unreadable, errstr, errlen);
+    if (rc != CMN_OK) {
+        goto cleanup;
+    }
+    if (unreadable > 0) {
+        cmn_log_error(ctx->log, NULL,
+                      "%zu client_preferences row(s) are not valid snapshots; those clients are treated as opted out "
+                      "of every channel",
+                      unreadable);
+    }
+    /* The cache decides which snapshot wins (the feed's may be newer than
+     * the projection); every item of a client uses the winner. */
+    for (size_t k = 0; rc == CMN_OK && k < nkeys; k++) {
+        router_prefs_ref_t *winner = NULL;
+        rc = router_prefs_cache_put_loaded(ctx->prefs, keys[k].tenant, keys[k].client, keys[k].ref, since, mono,
+                                           &winner);
+        router_prefs_ref_release(keys[k].ref);
+        keys[k].ref = winner;
+    }
+    for (size_t i = 0; rc == CMN_OK && i < nwant; i++) {
+        want[i].item->prefs = router_prefs_ref_keep(keys[want[i].key].ref);
+    }
+
+cleanup:
+    if (rc == CMN_ERR_NOMEM) {
+        snprintf(errstr, errlen, "out of memory while reading preferences");
+    }
+    for (size_t k = 0; keys != NULL && k < nkeys; k++) {
+        router_prefs_ref_release(keys[k].ref);
+    }
+    free(want);
+    free(keys);
+    return rc;
+}
+
+/* Records the batch's (client, address hash) pairs for inbound opt-outs;
+ * only with CRM_DATA_KEY set. */
+static int record_contacts(router_ctx_t *ctx, const router_item_t *items, size_t n, const router_claim_t *claims,
+                           char *errstr, size_t errlen)
+{
+    router_contact_t *rows = NULL;
+    size_t nrows = 0;
+    int rc = CMN_OK;
+
+    if (ctx->settings->data_key == NULL || ctx->settings->data_key[0] == '\0') {
+        return CMN_OK;
+    }
+    rows = calloc(n * CMN_CHANNEL__COUNT + 1, sizeof *rows);
+    if (rows == NULL) {
+        snprintf(errstr, errlen, "out of memory");
+        return CMN_ERR_NOMEM;
+    }
+    for (size_t i = 0; rc == CMN_OK && i < n; i++) {
+        const router_item_t *it = &items[i];
+        if (it->valid && it->claim >= 0 && claim_to_route(&claims[it->claim])) {
+            rc = router_contacts_of(&it->req, ctx->settings->data_key, rows, &nrows);
+        }
+    }
+    if (rc == CMN_OK) {
+        rc = router_contacts_upsert(ctx->pg, rows, nrows, errstr, errlen);
+    } else {
+        snprintf(errstr, errlen, "CRM_DATA_KEY: cannot hash addresses");
+    }
+    free(rows);
     return rc;
 }
 
@@ -561,12 +835,23 @@ static int process_batch(router_ctx_t *ctx, cmn_kafka_message_t *msgs, size_t n,
             goto cleanup;
         }
         if (it->valid) {
+            size_t hlen = 0;
+            const void *h = cmn_kafka_message_header(it->msg, ROUTER_HDR_DEFERRAL, &hlen);
+            int64_t deferral = 0;
+            if (h != NULL && router_deferral_parse(h, hlen, &deferral) != CMN_OK) {
+                /* Without a usable number the record is treated as a plain
+                 * request: a duplicate if the request is known, which can
+                 * never send anything twice. */
+                cmn_logkv(ctx->log, CMN_LOG_WARN, it->req.communication_id, NULL,
+                          "malformed %s header ignored", ROUTER_HDR_DEFERRAL);
+            }
             claims[nclaims] = (router_claim_t){.tenant_id = it->req.tenant_id,
                                                .request_id = it->req.request_id,
                                                .communication_id = it->req.communication_id,
                                                .source_topic = it->msg->topic,
                                                .source_partition = it->msg->partition,
-                                               .source_offset = it->msg->offset};
+                                               .source_offset = it->msg->offset,
+                                               .deferral = deferral};
             it->claim = (long)nclaims++;
             nvalid++;
         } else if (it->has_ids) {
@@ -603,7 +888,16 @@ static int process_batch(router_ctx_t *ctx, cmn_kafka_message_t *msgs, size_t n,
             goto cleanup;
         }
         rc = resolve_resumed(ctx, items, n, claims, errstr, errlen);
+        if (rc == CMN_OK) {
+            rc = load_prefs(ctx, items, n, claims, counts, errstr, errlen);
+        }
+        if (rc == CMN_OK) {
+            rc = record_contacts(ctx, items, n, claims, errstr, errlen);
+        }
         if (rc != CMN_OK) {
+            if (rc == CMN_ERR_UNAVAILABLE || PQstatus(ctx->pg) != CONNECTION_OK) {
+                pg_set_ok(ctx, 0, errstr);
+            }
             goto cleanup;
         }
     }
@@ -620,9 +914,9 @@ static int process_batch(router_ctx_t *ctx, cmn_kafka_message_t *msgs, size_t n,
             rc = emit_invalid(ctx, &kb, it, claims, now, counts);
             continue;
         }
-        const router_claim_t *c = &claims[it->claim];
-        if (c->state == ROUTER_CLAIM_NEW || c->state == ROUTER_CLAIM_RESUME) {
-            rc = emit_valid(ctx, &kb, it, now, counts);
+        router_claim_t *c = &claims[it->claim];
+        if (claim_to_route(c)) {
+            rc = emit_valid(ctx, &kb, it, c, now, counts);
             continue;
         }
         counts->duplicate++;
@@ -681,6 +975,9 @@ static void add_counts(router_ctx_t *ctx, const outcome_counts_t *c)
     cmn_counter_add(ctx->requests_suppressed, c->suppressed);
     cmn_counter_add(ctx->requests_duplicate, c->duplicate);
     cmn_counter_add(ctx->requests_rejected, c->rejected);
+    cmn_counter_add(ctx->requests_deferred, c->deferred);
+    cmn_counter_add(ctx->prefs_hit, c->prefs_hit);
+    cmn_counter_add(ctx->prefs_miss, c->prefs_miss);
 }
 
 int router_service_run(router_ctx_t *ctx)
@@ -721,8 +1018,10 @@ int router_service_run(router_ctx_t *ctx)
             add_counts(ctx, &counts);
             cmn_histogram_observe(ctx->batch_seconds, (double)(cmn_monotonic_ms() - started) / 1000.0);
             cmn_log_debug(ctx->log, NULL,
-                          "batch of %d: %llu routed, %llu suppressed, %llu duplicate, %llu rejected in %lld ms", n,
-                          (unsigned long long)counts.routed, (unsigned long long)counts.suppressed,
+                          "batch of %d: %llu routed, %llu deferred, %llu suppressed, %llu duplicate, %llu rejected"
+                          " in %lld ms",
+                          n, (unsigned long long)counts.routed, (unsigned long long)counts.deferred,
+                          (unsigned long long)counts.suppressed,
                           (unsigned long long)counts.duplicate, (unsigned long long)counts.rejected,
                           (long long)(cmn_monotonic_ms() - started));
             ctx->failures = 0;
@@ -760,11 +1059,16 @@ static int register_metrics(router_ctx_t *ctx)
         cmn_metrics_counter(ctx->metrics, "router_requests_total", help, "outcome=\"suppressed\"");
     ctx->requests_duplicate = cmn_metrics_counter(ctx->metrics, "router_requests_total", help, "outcome=\"duplicate\"");
     ctx->requests_rejected = cmn_metrics_counter(ctx->metrics, "router_requests_total", help, "outcome=\"rejected\"");
+    ctx->requests_deferred = cmn_metrics_counter(ctx->metrics, "router_requests_total", help, "outcome=\"deferred\"");
+    static const char phelp[] = "Preferences lookups of routed requests, by where the snapshot came from";
+    ctx->prefs_hit = cmn_metrics_counter(ctx->metrics, "router_prefs_lookups_total", phelp, "result=\"hit\"");
+    ctx->prefs_miss = cmn_metrics_counter(ctx->metrics, "router_prefs_lookups_total", phelp, "result=\"miss\"");
     ctx->batch_seconds = cmn_metrics_histogram(ctx->metrics, "router_batch_seconds",
                                                "Time to process one batch, from poll to claims done", NULL,
                                                CMN_METRICS_LATENCY_BUCKETS, CMN_METRICS_LATENCY_BUCKETS_N);
     if (ctx->requests_routed == NULL || ctx->requests_suppressed == NULL || ctx->requests_duplicate == NULL ||
-        ctx->requests_rejected == NULL || ctx->batch_seconds == NULL) {
+        ctx->requests_rejected == NULL || ctx->requests_deferred == NULL || ctx->prefs_hit == NULL ||
+        ctx->prefs_miss == NULL || ctx->batch_seconds == NULL) {
         return CMN_ERR_NOMEM;
     }
     return CMN_OK;
@@ -798,6 +1102,17 @@ router_ctx_t *router_service_new(const router_settings_t *settings, const cmn_lo
     ctx->routing = router_config_load(settings->channels_file, err, sizeof err);
     if (ctx->routing == NULL) {
         snprintf(errstr, errlen, "ROUTER_CHANNELS_FILE: %s", err);
+        goto cleanup;
+    }
+    if (cmn_quiet_policy_parse(settings->quiet_channels, &ctx->quiet) != CMN_OK) {
+        snprintf(errstr, errlen,
+                 "ROUTER_QUIET_HOURS_CHANNELS: expected a comma list of email, sms, whatsapp without spaces or "
+                 "repeats (\"\" for none)");
+        goto cleanup;
+    }
+    if (settings->data_key != NULL && settings->data_key[0] != '\0' && strlen(settings->data_key) < CMN_DATA_KEY_MIN) {
+        snprintf(errstr, errlen, "CRM_DATA_KEY: must be at least %d characters (e.g. openssl rand -hex 32)",
+                 CMN_DATA_KEY_MIN);
         goto cleanup;
     }
     for (int c = 0; c < CMN_CHANNEL__COUNT; c++) {
@@ -845,6 +1160,35 @@ router_ctx_t *router_service_new(const router_settings_t *settings, const cmn_lo
         snprintf(errstr, errlen, "KAFKA_BROKERS: %s", err);
         goto cleanup;
     }
+    ctx->prefs = router_prefs_cache_new((size_t)settings->prefs_cache_size, settings->prefs_cache_ttl_ms);
+    if (ctx->prefs == NULL) {
+        snprintf(errstr, errlen, "ROUTER_PREFS_CACHE_SIZE: out of memory");
+        goto cleanup;
+    }
+    ctx->prefs_feed = router_prefs_feed_start(settings->kafka_brokers, NULL, ctx->prefs, log, ctx->metrics, err,
+                                              sizeof err);
+    if (ctx->prefs_feed == NULL) {
+        snprintf(errstr, errlen, "KAFKA_BROKERS: %s", err);
+        goto cleanup;
+    }
+    cmn_delayq_config_t dcfg = {.service = SERVICE_NAME,
+                                .brokers = settings->kafka_brokers,
+                                .group_id = settings->defer_group_id,
+                                .kafka_extra = NULL,
+                                .kind = CMN_DELAY_DEFER,
+                                .channel = CMN_CHANNEL_NONE,
+                                .session_timeout_ms = (int)settings->session_timeout_ms,
+                                .log = log,
+                                .metrics = ctx->metrics};
+    ctx->delayq = cmn_delayq_new(&dcfg, err, sizeof err);
+    if (ctx->delayq == NULL) {
+        snprintf(errstr, errlen, "KAFKA_BROKERS: defer consumer: %s", err);
+        goto cleanup;
+    }
+    if (cmn_delayq_start(ctx->delayq) != CMN_OK) {
+        snprintf(errstr, errlen, "KAFKA_BROKERS: defer consumer did not start");
+        goto cleanup;
+    }
     /* Not fatal: the loop keeps trying, and /readyz says false meanwhile. */
     (void)pg_ready(ctx);
 
@@ -884,6 +1228,10 @@ void router_service_destroy(router_ctx_t *ctx)
     if (ctx->http != NULL) {
         cmn_http_server_destroy(ctx->http);
     }
+    /* The defer consumer finishes the record in hand (produced, committed)
+     * before it returns. */
+    cmn_delayq_destroy(ctx->delayq);
+    router_prefs_feed_stop(ctx->prefs_feed);
     if (ctx->consumer != NULL) {
         cmn_kafka_consumer_destroy(ctx->consumer);
     }
@@ -898,6 +1246,7 @@ void router_service_destroy(router_ctx_t *ctx)
         cmn_metrics_destroy(ctx->metrics);
     }
     router_config_destroy(ctx->routing);
+    router_prefs_cache_destroy(ctx->prefs);
     free(ctx->fence);
     free(ctx);
 }

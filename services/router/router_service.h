@@ -5,11 +5,19 @@
  * One batch at a time:
  *   poll a batch -> parse and validate every record (bad ones go to crm.dlq,
  *   and get a `rejected` status when they carry usable ids) -> claim the
- *   valid ones in PostgreSQL (router_claims.h) -> for resumed claims, look for
- *   Dispatches an earlier run already produced (router_readback.h) -> for each
- *   new or resumed claim: `accepted`, then the strategy's `routed` + Dispatch
- *   to crm.send.<channel>, or `suppressed` -> wait for every produce to be
- *   acknowledged -> mark the claims done -> commit the batch's offsets.
+ *   valid ones in PostgreSQL (router_claims.h; a deferred request coming
+ *   back takes its claim back) -> for resumed claims, look for Dispatches an
+ *   earlier run already produced (router_readback.h) -> read the clients'
+ *   preferences (router_prefs.h: cache, then one query for the misses) and
+ *   record their addresses' hashes (router_contacts.h) -> for each claim to
+ *   route: `accepted` (first sight only), then the strategy's `routed` +
+ *   Dispatch to crm.send.<channel>, `suppressed`, or `deferred` + the request
+ *   record to crm.defer.<tier> -> wait for every produce to be acknowledged
+ *   -> mark the claims done or deferred -> commit the batch's offsets.
+ * Beside the loop run two threads: the preferences feed
+ * (router_prefs_feed.h) and the defer tiers' consumer (crm/delayq.h, group
+ * ROUTER_DEFER_GROUP_ID), which hands deferred requests back to
+ * crm.requests when they are due.
  * Any failure (Kafka, PostgreSQL) rewinds the batch and retries it after a
  * backoff; the claims make the retry produce nothing twice.
  *
@@ -36,6 +44,12 @@ typedef struct router_settings {
     long batch_size;        /* ROUTER_BATCH_SIZE */
     char *group_id;         /* ROUTER_GROUP_ID */
     long session_timeout_ms; /* KAFKA_SESSION_TIMEOUT_MS */
+    char *quiet_channels;   /* ROUTER_QUIET_HOURS_CHANNELS */
+    int whatsapp_require_consent; /* ROUTER_WHATSAPP_REQUIRE_CONSENT */
+    long prefs_cache_size;  /* ROUTER_PREFS_CACHE_SIZE */
+    long prefs_cache_ttl_ms; /* ROUTER_PREFS_CACHE_TTL_MS */
+    char *defer_group_id;   /* ROUTER_DEFER_GROUP_ID */
+    char *data_key;         /* CRM_DATA_KEY (secret; "" disables client_contacts) */
 } router_settings_t;
 
 /* The static settings table; *n receives its length. */
