@@ -545,8 +545,6 @@ static void outcome_details(const job_t *j, cmn_status_t status, const cmn_outco
         add_str(det, "due_at", due);
         add_int(det, "delay_ms", o->delay_ms);
         add_str(det, "topic", o->hop.topic);
-        if (o->retry_after_ms > 0)
-            add_int(det, "retry_after_ms", o->retry_after_ms);
     } else if (status == CMN_STATUS_FALLBACK) {
         add_str(det, "from", cmn_channel_name(j->d.channel));
         add_str(det, "to", cmn_channel_name(o->next_channel));
@@ -560,6 +558,9 @@ static void outcome_details(const job_t *j, cmn_status_t status, const cmn_outco
     } else if (status == CMN_STATUS_DEAD) {
         add_int(det, "attempts", j->d.attempt);
     }
+    /* The provider's hint stays on whichever event ends the attempt. */
+    if (j->res.cls == CMN_WORKER_RETRYABLE && j->res.retry_after_ms > 0)
+        add_int(det, "retry_after_ms", j->res.retry_after_ms);
 }
 
 /* The "details" text of j's status event, or NULL for none: the channel's
@@ -741,10 +742,11 @@ static void apply_fallback(cmn_worker_t *w, batch_out_t *bo, const job_t *j, con
 /* DEAD: `dead`, and the Dispatch as consumed copied to crm.dlq. */
 static void apply_dead(cmn_worker_t *w, batch_out_t *bo, const job_t *j, const cmn_outcome_t *o)
 {
+    /* Counted apart from <channel>_dlq_total, which stays the count of
+     * records nobody could read: that one points at a producer's bug, this
+     * one at a provider or an address. */
     if (w->dead_total != NULL)
         cmn_counter_add(w->dead_total, 1);
-    if (w->dlq_total != NULL)
-        cmn_counter_add(w->dlq_total, 1);
     if (cmn_kafka_dlq_in_batch(w->producer, &bo->kb, j->rec, w->cfg.service, o->reason) != 0)
         bo->lost++;
     /* The reason line may quote the provider's text, which can hold an

@@ -90,9 +90,10 @@ const char *cmn_worker_class_name(cmn_worker_class_t c);
  *   sent:   reason = detail;
  *   retry_scheduled, fallback, failed, dead: error_code and error_message
  *           of the failed attempt;
+ *   retry_scheduled, fallback, dead after a retryable failure: details
+ *           also hold retry_after_ms when the provider gave one;
  *   retry_scheduled: details also hold next_attempt, due_at (RFC 3339),
- *           delay_ms, topic (the tier) and retry_after_ms when the provider
- *           gave one;
+ *           delay_ms and topic (the tier);
  *   fallback: reason = reason (permanent) or why the retries ended
  *           ("attempts_exhausted", "deadline_exceeded"); details also hold
  *           from, to, why, and skipped (plan channels without an address);
