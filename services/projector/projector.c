@@ -22,8 +22,11 @@
 #include "crm/pg.h"
 #include "crm/signal.h"
 #include "crm/time.h"
+#include "crm/crypto.h"
 #include "projector_batch.h"
+#include "projector_inbound.h"
 #include "projector_prefs.h"
+#include "projector_receipts.h"
 
 #define PROJECTOR_SERVICE "projector"
 #define PROJECTOR_POLL_MS 500
@@ -58,6 +61,9 @@ static const cmn_cfg_entry_t projector_cfg_table[] = {
     {"KAFKA_SESSION_TIMEOUT_MS", CMN_CFG_INT, "45000", 0, offsetof(projector_config_t, session_timeout_ms),
      "Kafka consumer session timeout: how soon partitions of a crashed replica move to the others.", 3000,
      3600000},
+    {"CRM_DATA_KEY", CMN_CFG_STRING, "", 1, offsetof(projector_config_t, data_key),
+     "Key (32+ characters) hashing phone numbers and sealing inbound messages; empty: crm.inbound is not consumed.",
+     0, 0},
 };
 
 const cmn_cfg_entry_t *projector_config_table(size_t *n)
@@ -82,6 +88,11 @@ int projector_config_check(const projector_config_t *cfg, char *errstr, size_t e
         snprintf(errstr, errlen, "PROJECTOR_GROUP_ID: must not be empty");
         return CMN_ERR_CONFIG;
     }
+    if (cfg->data_key != NULL && cfg->data_key[0] != '\0' && strlen(cfg->data_key) < CMN_DATA_KEY_MIN) {
+        snprintf(errstr, errlen, "CRM_DATA_KEY: must be at least %d characters (e.g. openssl rand -hex 32)",
+                 CMN_DATA_KEY_MIN);
+        return CMN_ERR_CONFIG;
+    }
     return 0;
 }
 
@@ -104,6 +115,9 @@ struct projector {
     const char *kafka_extra[3];
     /* Handler state, one per consumed topic. */
     projector_status_batch_t status;
+    projector_status_batch_t matched;  /* receipts tied to their communication during the flush */
+    projector_receipts_t receipts;
+    projector_inbound_batch_t inbound;
     projector_prefs_batch_t prefs;
     projector_offsets_t offsets;
 };
@@ -114,6 +128,7 @@ struct projector {
  * adds the number of rows that were new to *applied; reset() empties it. */
 typedef struct projector_handler {
     const char *topic;
+    int needs_data_key; /* 1: only consumed when CRM_DATA_KEY is set */
     int (*stage)(projector_t *p, const cmn_kafka_message_t *m, char *reason, size_t reasonlen);
     int (*flush)(projector_t *p, uint64_t *applied, char *errstr, size_t errlen);
     void (*reset)(projector_t *p);
@@ -125,10 +140,15 @@ static void status_reset(projector_t *p);
 static int prefs_stage(projector_t *p, const cmn_kafka_message_t *m, char *reason, size_t reasonlen);
 static int prefs_flush(projector_t *p, uint64_t *applied, char *errstr, size_t errlen);
 static void prefs_reset(projector_t *p);
+static int inbound_stage(projector_t *p, const cmn_kafka_message_t *m, char *reason, size_t reasonlen);
+static int inbound_flush(projector_t *p, uint64_t *applied, char *errstr, size_t errlen);
+static void inbound_reset(projector_t *p);
 
+/* Flushed in this order inside the batch's transaction. */
 static const projector_handler_t projector_handlers[] = {
-    {CMN_TOPIC_STATUS, status_stage, status_flush, status_reset},
-    {CMN_TOPIC_PREFERENCES, prefs_stage, prefs_flush, prefs_reset},
+    {CMN_TOPIC_STATUS, 0, status_stage, status_flush, status_reset},
+    {CMN_TOPIC_INBOUND, 1, inbound_stage, inbound_flush, inbound_reset},
+    {CMN_TOPIC_PREFERENCES, 0, prefs_stage, prefs_flush, prefs_reset},
 };
 #define PROJECTOR_NHANDLERS (sizeof projector_handlers / sizeof projector_handlers[0])
 
@@ -199,22 +219,31 @@ static int status_stage(projector_t *p, const cmn_kafka_message_t *m, char *reas
     json_object *obj = NULL;
     cmn_status_event_t ev;
     int rc = projector_status_parse(m->value, m->value_len, &obj, &ev, reason, reasonlen);
-    if (rc == 0)
+    if (rc == 0 && ev.communication_id[0] == '\0') {
+        /* A provider receipt that names only the provider's message id. */
+        rc = projector_receipts_add(&p->receipts, &ev, m->partition, m->offset, reason, reasonlen);
+    } else if (rc == 0) {
         rc = projector_status_batch_add(&p->status, &ev, m->partition, m->offset, reason, reasonlen);
-    /* The batch copied every value, so the parsed document can go now. */
+        /* Receipts parked earlier for this message may now be matched. */
+        if (rc == 0 && ev.status == CMN_STATUS_SENT)
+            rc = projector_receipts_note_pmid(&p->receipts, ev.provider_message_id);
+    }
+    /* The batches copied every value, so the parsed document can go now. */
     json_object_put(obj);
     return rc;
 }
 
-static int status_flush(projector_t *p, uint64_t *applied, char *errstr, size_t errlen)
+/* Applies a staged status batch with the one statement. */
+static int status_apply(projector_t *p, projector_status_batch_t *b, uint64_t *applied, char *errstr,
+                        size_t errlen)
 {
     const char *values[PROJECTOR_STATUS_NCOLS];
     int rc = 0;
     PGresult *res = NULL;
 
-    if (p->status.n == 0)
+    if (b->n == 0)
         return 0;
-    rc = projector_status_batch_params(&p->status, values);
+    rc = projector_status_batch_params(b, values);
     if (rc != 0) {
         snprintf(errstr, errlen, "out of memory building the status batch");
         return rc;
@@ -226,16 +255,151 @@ static int status_flush(projector_t *p, uint64_t *applied, char *errstr, size_t 
         goto cleanup;
     }
     *applied += strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-    cmn_logf(p->log, CMN_LOG_DEBUG, NULL, "status batch: %zu staged, %s new events, %s communications", p->status.n,
+    cmn_logf(p->log, CMN_LOG_DEBUG, NULL, "status batch: %zu staged, %s new events, %s communications", b->n,
              PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
 cleanup:
     PQclear(res);
     return rc;
 }
 
+/* Turns the match statement's rows into status events in p->matched and
+ * their event ids into the array literal ids. */
+static int receipts_stage_matches(projector_t *p, PGresult *res, cmn_buf_t *ids, char *errstr, size_t errlen)
+{
+    int rc = 0;
+    projector_status_batch_reset(&p->matched);
+    for (int r = 0; rc == 0 && r < PQntuples(res); r++) {
+        const char *vals[PROJECTOR_RESOLVED_NCOLS];
+        cmn_status_event_t ev;
+        char why[256] = "";
+        for (int c = 0; c < PROJECTOR_RESOLVED_NCOLS; c++)
+            vals[c] = PQgetisnull(res, r, c) ? NULL : PQgetvalue(res, r, c);
+        const char *part = vals[PROJECTOR_MCOL_KAFKA_PARTITION], *off = vals[PROJECTOR_MCOL_KAFKA_OFFSET];
+        rc = projector_receipts_event(vals, &ev);
+        if (rc == 0)
+            rc = projector_status_batch_add(&p->matched, &ev, part != NULL ? (int32_t)strtol(part, NULL, 10) : 0,
+                                            off != NULL ? strtoll(off, NULL, 10) : 0, why, sizeof why);
+        if (rc == 0)
+            rc = projector_pg_array_text(ids, ev.event_id);
+        /* Every parked row passed the same checks when it was parked, so a
+         * failure here is memory or a hand-edited row. */
+        if (rc != 0)
+            snprintf(errstr, errlen, "applying a matched receipt: %s %s", cmn_strerror(rc), why);
+    }
+    if (rc == 0)
+        rc = projector_pg_array_close(ids);
+    return rc;
+}
+
+/* Parks the batch's receipts, then applies every parked receipt whose
+ * `sent` event is now stored, and forgets those (projector_receipts.h). */
+static int receipts_flush(projector_t *p, uint64_t *applied, char *errstr, size_t errlen)
+{
+    const char *values[PROJECTOR_RECEIPT_NCOLS];
+    const char *pmids = NULL, *ids = NULL;
+    cmn_buf_t matched_ids = CMN_BUF_INIT;
+    PGresult *res = NULL;
+    int rc = 0;
+
+    if (p->receipts.npmids == 0)
+        return 0;
+    rc = projector_receipts_params(&p->receipts, values, &pmids);
+    if (rc != 0) {
+        snprintf(errstr, errlen, "out of memory building the receipts batch");
+        return rc;
+    }
+    if (p->receipts.n > 0) {
+        res = PQexecParams(p->pg, PROJECTOR_RECEIPTS_PARK_SQL, PROJECTOR_RECEIPT_NCOLS, NULL, values, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            snprintf(errstr, errlen, "parking receipts: %s", PQresultErrorMessage(res));
+            rc = CMN_ERR_DB;
+            goto cleanup;
+        }
+        PQclear(res);
+    }
+    res = PQexecParams(p->pg, PROJECTOR_RECEIPTS_MATCH_SQL, 1, NULL, &pmids, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != PROJECTOR_RESOLVED_NCOLS) {
+        snprintf(errstr, errlen, "matching receipts: %s", PQresultErrorMessage(res));
+        rc = CMN_ERR_DB;
+        goto cleanup;
+    }
+    rc = receipts_stage_matches(p, res, &matched_ids, errstr, errlen);
+    if (rc != 0 || p->matched.n == 0)
+        goto cleanup;
+    rc = status_apply(p, &p->matched, applied, errstr, errlen);
+    if (rc != 0)
+        goto cleanup;
+    PQclear(res);
+    ids = matched_ids.data;
+    res = PQexecParams(p->pg, PROJECTOR_RECEIPTS_DELETE_SQL, 1, NULL, &ids, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        snprintf(errstr, errlen, "deleting matched receipts: %s", PQresultErrorMessage(res));
+        rc = CMN_ERR_DB;
+        goto cleanup;
+    }
+    cmn_logf(p->log, CMN_LOG_DEBUG, NULL, "receipts: %zu parked, %zu matched", p->receipts.n, p->matched.n);
+cleanup:
+    PQclear(res);
+    cmn_buf_free(&matched_ids);
+    return rc;
+}
+
+static int status_flush(projector_t *p, uint64_t *applied, char *errstr, size_t errlen)
+{
+    /* Ordinary events first, so a `sent` of this batch is stored before the
+     * receipts waiting for it are matched. */
+    int rc = status_apply(p, &p->status, applied, errstr, errlen);
+    if (rc == 0)
+        rc = receipts_flush(p, applied, errstr, errlen);
+    return rc;
+}
+
 static void status_reset(projector_t *p)
 {
     projector_status_batch_reset(&p->status);
+    projector_status_batch_reset(&p->matched);
+    projector_receipts_reset(&p->receipts);
+}
+
+/* ------------------------------------------------------- crm.inbound handler */
+
+static int inbound_stage(projector_t *p, const cmn_kafka_message_t *m, char *reason, size_t reasonlen)
+{
+    return projector_inbound_add(&p->inbound, p->cfg->data_key, m->value, m->value_len, m->partition, m->offset,
+                                 reason, reasonlen);
+}
+
+static int inbound_flush(projector_t *p, uint64_t *applied, char *errstr, size_t errlen)
+{
+    const char *values[PROJECTOR_INBOUND_NCOLS];
+    PGresult *res = NULL;
+    int rc = 0;
+
+    if (p->inbound.n == 0)
+        return 0;
+    rc = projector_inbound_params(&p->inbound, values);
+    if (rc != 0) {
+        snprintf(errstr, errlen, "out of memory building the inbound batch");
+        return rc;
+    }
+    res = PQexecParams(p->pg, PROJECTOR_INBOUND_APPLY_SQL, PROJECTOR_INBOUND_NCOLS, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        snprintf(errstr, errlen, "applying inbound messages: %s", PQresultErrorMessage(res));
+        rc = CMN_ERR_DB;
+        goto cleanup;
+    }
+    *applied += strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    cmn_logf(p->log, CMN_LOG_DEBUG, NULL,
+             "inbound batch: %zu staged, %s new messages, %s conversations, %s new contacts", p->inbound.n,
+             PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+cleanup:
+    PQclear(res);
+    return rc;
+}
+
+static void inbound_reset(projector_t *p)
+{
+    projector_inbound_reset(&p->inbound);
 }
 
 /* --------------------------------------------------- crm.preferences handler */
@@ -609,6 +773,7 @@ projector_t *projector_new(const projector_config_t *cfg, const cmn_log_t *log, 
     p->log = log;
     atomic_init(&p->pg_ready, 0);
     projector_status_batch_init(&p->status);
+    projector_status_batch_init(&p->matched);
 
     p->metrics = cmn_metrics_new();
     if (p->metrics == NULL) {
@@ -682,9 +847,20 @@ projector_t *projector_new(const projector_config_t *cfg, const cmn_log_t *log, 
         goto cleanup;
     }
     const char *topics[PROJECTOR_NHANDLERS + 1];
-    for (size_t i = 0; i < PROJECTOR_NHANDLERS; i++)
-        topics[i] = projector_handlers[i].topic;
-    topics[PROJECTOR_NHANDLERS] = NULL;
+    size_t ntopics = 0;
+    int have_key = cfg->data_key != NULL && cfg->data_key[0] != '\0';
+    for (size_t i = 0; i < PROJECTOR_NHANDLERS; i++) {
+        /* Without the key inbound messages could only be stored in clear,
+         * which they never are: they wait on their topic instead (the
+         * group's lag shows it) until the key is configured. */
+        if (projector_handlers[i].needs_data_key && !have_key) {
+            cmn_logkv(log, CMN_LOG_WARN, NULL, (const char *[]){"topic", projector_handlers[i].topic, NULL},
+                      "CRM_DATA_KEY is not set: not consuming this topic");
+            continue;
+        }
+        topics[ntopics++] = projector_handlers[i].topic;
+    }
+    topics[ntopics] = NULL;
     cmn_kafka_consumer_opts_t co = {
         .topics = topics,
         .auto_offset_reset = "earliest",
@@ -719,6 +895,9 @@ void projector_destroy(projector_t *p)
     cmn_kafka_producer_destroy(p->producer);
     PQfinish(p->pg);
     projector_status_batch_free(&p->status);
+    projector_status_batch_free(&p->matched);
+    projector_receipts_free(&p->receipts);
+    projector_inbound_free(&p->inbound);
     projector_prefs_free(&p->prefs);
     projector_offsets_free(&p->offsets);
     cmn_metrics_destroy(p->metrics);

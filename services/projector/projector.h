@@ -1,7 +1,8 @@
-/* projector.h - the projector service: consumes crm.status and
+/* projector.h - the projector service: consumes crm.status, crm.inbound and
  * crm.preferences and keeps the PostgreSQL projections (communications,
- * communication_events, client_preferences) and its own consumer offsets,
- * each batch in one transaction.
+ * communication_events, receipts_unmatched, inbound_messages, conversations,
+ * contacts, client_preferences) and its own consumer offsets, each batch in
+ * one transaction.
  *
  * Exactly-once effect on the projections comes from two things together:
  *   - the batch and the next offsets of its partitions are committed in one
@@ -35,13 +36,15 @@ typedef struct projector_config {
     long batch_size;
     char *group_id;
     long session_timeout_ms;
+    char *data_key; /* CRM_DATA_KEY; "" leaves crm.inbound unconsumed */
 } projector_config_t;
 
 /* The configuration table main() hands to cmn_config_main(); n gets its length. */
 const cmn_cfg_entry_t *projector_config_table(size_t *n);
 
 /* Checks what the table cannot: DATABASE_URL parses as a libpq connection
- * string and the group id is not empty. Returns 0, or CMN_ERR_CONFIG with one
+ * string, the group id is not empty and CRM_DATA_KEY, when set, is long
+ * enough. Returns 0, or CMN_ERR_CONFIG with one
  * line naming the variable in errstr (never the URL, which may hold a password). */
 int projector_config_check(const projector_config_t *cfg, char *errstr, size_t errlen);
 

@@ -241,13 +241,13 @@ void projector_status_batch_free(projector_status_batch_t *b)
 #define PROJECTOR_MIN_TIME_MS (-62135596800000LL)
 #define PROJECTOR_MAX_TIME_MS (253402300799999LL)
 
-static int status_event_check(const cmn_status_event_t *ev, char *errstr, size_t errlen)
+int projector_status_check(const cmn_status_event_t *ev, int need_communication_id, char *errstr, size_t errlen)
 {
     if (!cmn_uuid_is_valid(ev->event_id)) {
         seterr(errstr, errlen, "event_id", "is not a UUID");
         return CMN_ERR_INVALID;
     }
-    if (!cmn_uuid_is_valid(ev->communication_id)) {
+    if (need_communication_id && !cmn_uuid_is_valid(ev->communication_id)) {
         seterr(errstr, errlen, "communication_id", "is not a UUID");
         return CMN_ERR_INVALID;
     }
@@ -300,7 +300,7 @@ int projector_status_batch_add(projector_status_batch_t *b, const cmn_status_eve
         seterr(errstr, errlen, "event", "missing");
         return CMN_ERR_INVALID;
     }
-    rc = status_event_check(ev, errstr, errlen);
+    rc = projector_status_check(ev, 1, errstr, errlen);
     if (rc != 0)
         return rc;
     if (b->sealed) {

@@ -80,6 +80,11 @@ void projector_status_batch_free(projector_status_batch_t *b);
 int projector_status_batch_add(projector_status_batch_t *b, const cmn_status_event_t *ev, int32_t partition,
                                int64_t offset, char *errstr, size_t errlen);
 
+/* What projector_status_batch_add() checks, for events staged elsewhere
+ * (receipts without a communication id: need_communication_id 0). Returns 0
+ * or CMN_ERR_INVALID with "field: reason" in errstr. */
+int projector_status_check(const cmn_status_event_t *ev, int need_communication_id, char *errstr, size_t errlen);
+
 /* Points values[0..PROJECTOR_STATUS_NCOLS-1] at the finished array literals.
  * They are borrowed from b and valid until the next add, reset or free.
  * Returns 0 or CMN_ERR_NOMEM. */
