@@ -1603,26 +1603,40 @@ int cmn_kafka_dlq_in_batch(cmn_kafka_producer_t *p, cmn_kafka_batch_t *b, const 
     snprintf(off, sizeof(off), "%" PRId64, src->offset);
     const char *why = reason != NULL ? reason : "unspecified";
     const char *svc = service != NULL ? service : "unknown";
-    cmn_kafka_header_t h[6] = {
-        {CMN_HDR_DLQ_REASON, why, strlen(why)},
-        {CMN_HDR_DLQ_SOURCE_TOPIC, src->topic, strlen(src->topic)},
-        {CMN_HDR_DLQ_SOURCE_PARTITION, part, strlen(part)},
-        {CMN_HDR_DLQ_SOURCE_OFFSET, off, strlen(off)},
-        {CMN_HDR_DLQ_SERVICE, svc, strlen(svc)},
-    };
+    rd_kafka_headers_t *sh = NULL;
+    size_t nsrc = 0;
+    if (src->internal != NULL &&
+        rd_kafka_message_headers((const rd_kafka_message_t *)src->internal, &sh) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        nsrc = rd_kafka_header_cnt(sh);
+    cmn_kafka_header_t *h = calloc(nsrc + 5, sizeof(*h));
+    if (h == NULL)
+        return CMN_ERR_NOMEM;
+    h[0] = (cmn_kafka_header_t){CMN_HDR_DLQ_REASON, why, strlen(why)};
+    h[1] = (cmn_kafka_header_t){CMN_HDR_DLQ_SOURCE_TOPIC, src->topic, strlen(src->topic)};
+    h[2] = (cmn_kafka_header_t){CMN_HDR_DLQ_SOURCE_PARTITION, part, strlen(part)};
+    h[3] = (cmn_kafka_header_t){CMN_HDR_DLQ_SOURCE_OFFSET, off, strlen(off)};
+    h[4] = (cmn_kafka_header_t){CMN_HDR_DLQ_SERVICE, svc, strlen(svc)};
     size_t nh = 5;
-    /* Keeping the source's trace id lets an operator follow a dead record
-     * back through every service that touched it. */
-    size_t tplen = 0;
-    const void *tp = cmn_kafka_message_header(src, CMN_HDR_TRACEPARENT, &tplen);
-    if (tp != NULL) {
-        h[nh].name = CMN_HDR_TRACEPARENT;
-        h[nh].value = tp;
-        h[nh].value_len = tplen;
-        nh++;
+    /* The source's own headers come along: its traceparent lets an operator
+     * follow a dead record back through every service that touched it, and
+     * `crmctl dlq replay` restores them all (a delay tier's x-crm-due-at and
+     * x-crm-target are its plan). Dead-letter headers of an earlier trip
+     * through crm.dlq are dropped so the reason is always this one. */
+    size_t plen = strlen(CMN_HDR_DLQ_PREFIX);
+    for (size_t i = 0; i < nsrc; i++) {
+        const char *name = NULL;
+        const void *val = NULL;
+        size_t size = 0;
+        if (rd_kafka_header_get_all(sh, i, &name, &val, &size) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            break;
+        if (strncmp(name, CMN_HDR_DLQ_PREFIX, plen) == 0)
+            continue;
+        h[nh++] = (cmn_kafka_header_t){name, val, size};
     }
-    return cmn_kafka_produce_in_batch(p, b, CMN_TOPIC_DLQ, src->key, src->key_len, src->value, src->value_len, h,
-                                      nh);
+    int rc = cmn_kafka_produce_in_batch(p, b, CMN_TOPIC_DLQ, src->key, src->key_len, src->value, src->value_len, h,
+                                        nh);
+    free(h);
+    return rc;
 }
 
 /* ------------------------------------------------------ topic administration */

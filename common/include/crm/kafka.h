@@ -270,8 +270,10 @@ void cmn_kafka_consumer_destroy(cmn_kafka_consumer_t *c);
 
 /* Produces value to crm.dlq keyed by the original key, with reason, source
  * topic/partition/offset and service headers, as part of batch b. The
- * source's traceparent is kept (a new one is made when it has none). src is
- * only read; everything is copied. */
+ * source's own headers follow (its traceparent, a delay tier's plan, ...;
+ * x-crm-dlq-* ones of an earlier dead-lettering are dropped), so `crmctl dlq
+ * replay` can restore the record as it was; a source without traceparent
+ * gets a new one. src is only read; everything is copied. */
 int cmn_kafka_dlq_in_batch(cmn_kafka_producer_t *p, cmn_kafka_batch_t *b, const cmn_kafka_message_t *src,
                            const char *service, const char *reason);
 
