@@ -127,7 +127,9 @@ Test(sms_worker, sends_through_twilio_and_classifies_outcomes, .timeout = 240)
 {
     fixture_t fx;
     fixture_init(&fx, "main");
-    start_worker(&fx, (const char *const[]){"SMS_MAX_IN_FLIGHT=4", NULL});
+    /* One attempt each: the retryable refusals end `dead` here (their
+     * retries are test_worker_retry.c's). */
+    start_worker(&fx, (const char *const[]){"SMS_MAX_IN_FLIGHT=4", "RETRY_MAX_ATTEMPTS=1", NULL});
 
     char long_name[120];
     memset(long_name, 'X', 100);
@@ -179,8 +181,8 @@ Test(sms_worker, sends_through_twilio_and_classifies_outcomes, .timeout = 240)
     th_worker_read_statuses(&fx.w, 19, &st);
     cr_assert_eq(st.n, 19, "expected 19 status events, got %zu (worker log: %s)", st.n, fx.w.proc.log_path);
     size_t ndlq = 0;
-    th_kafka_record_t *dlq = th_kafka_read_all(fx.w.brokers, "crm.dlq", 2, 30000, &ndlq);
-    cr_assert_eq(ndlq, 2, "two records on crm.dlq, got %zu", ndlq);
+    th_kafka_record_t *dlq = th_kafka_read_all(fx.w.brokers, "crm.dlq", 4, 30000, &ndlq);
+    cr_assert_eq(ndlq, 4, "four records on crm.dlq (two unreadable, two dead), got %zu", ndlq);
     json_object *reqs = th_twilio_wait_requests(&fx.sandbox, 8, 10000);
     cr_assert_not_null(reqs);
     cr_assert_eq(json_object_array_length(reqs), 8, "the sandbox got %zu requests",
@@ -274,12 +276,13 @@ Test(sms_worker, sends_through_twilio_and_classifies_outcomes, .timeout = 240)
     cr_expect_str_eq(str(f, "error_code"), "21610");
     cr_expect_str_eq(str(f, "reason"), "unsubscribed");
     cr_expect_str_eq(str(f, "error_message"), "Attempt to send to unsubscribed recipient");
-    f = th_status_of(&st, "req-429", "failed");
+    f = th_status_of(&st, "req-429", "dead");
+    cr_expect_str_eq(str(f, "reason"), "attempts_exhausted");
     cr_expect_str_eq(str(f, "error_code"), "20429");
     cr_expect_str_eq(str(f, "error_message"), "retryable: Too Many Requests");
     cr_expect_eq(num(cmn_json_get_object(f, "details"), "retry_after_ms"), 7000, "Retry-After: 7 is kept: %s",
                  json_object_to_json_string(f));
-    f = th_status_of(&st, "req-500", "failed");
+    f = th_status_of(&st, "req-500", "dead");
     cr_expect_str_eq(str(f, "error_code"), "20500");
     cr_expect_eq(strncmp(str(f, "error_message"), "retryable: ", 11), 0, "%s", str(f, "error_message"));
     f = th_status_of(&st, "req-21211", "failed");
@@ -288,9 +291,12 @@ Test(sms_worker, sends_through_twilio_and_classifies_outcomes, .timeout = 240)
     /* Twilio quotes the number; the event must not. */
     cr_expect_str_eq(str(f, "error_message"), "The 'To' number <phone> is not a valid phone number.");
 
-    /* ---- the DLQ: malformed JSON and another channel's dispatch. */
-    const char *const reasons[] = {"malformed JSON", "wrong channel: a email dispatch", NULL};
-    int seen[2];
+    /* ---- the DLQ: malformed JSON, another channel's dispatch, and the two
+     * dead letters. */
+    const char *const reasons[] = {"malformed JSON", "wrong channel: a email dispatch",
+                                   "retries exhausted: 1 attempts on sms, last error 20429",
+                                   "retries exhausted: 1 attempts on sms, last error 20500", NULL};
+    int seen[4];
     th_worker_check_dlq(&fx.w, dlq, ndlq, "crm-sms-worker", NULL, reasons, seen);
     for (size_t k = 0; reasons[k] != NULL; k++)
         cr_expect_eq(seen[k], 1, "%s", reasons[k]);
