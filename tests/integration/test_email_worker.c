@@ -6,9 +6,12 @@
  * (checked with Python's email package, an independent parser), with
  * sending + sent (Message-ID, server reply) on crm.status; SMTP refusals,
  * template and header-injection problems become `failed`; malformed and
- * foreign records go to crm.dlq; many messages go out concurrently; and a
+ * foreign records go to crm.dlq; many messages go out concurrently; a
  * SIGTERM finishes the work in hand and exits 0 without losing or repeating
- * a message. */
+ * a message; and tracking adds List-Unsubscribe (with RFC 8058 one-click),
+ * signed click links and the open pixel, whose tokens are decoded and
+ * verified by an independent Python implementation
+ * (tests/tools/track_inspect.py). */
 #include <criterion/criterion.h>
 #include <json-c/json.h>
 #include <signal.h>
@@ -16,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "crm/buf.h"
 #include "crm/json.h"
@@ -173,7 +179,9 @@ Test(email_worker, sends_mime_reports_statuses_and_refuses_bad_input, .timeout =
 {
     fixture_t fx;
     fixture_init(&fx, "main");
-    start_worker(&fx, (const char *const[]){"EMAIL_MAX_IN_FLIGHT=4", NULL});
+    /* One attempt each: the retryable refusal ends `dead` here (retries
+     * themselves are test_worker_retry.c's). */
+    start_worker(&fx, (const char *const[]){"EMAIL_MAX_IN_FLIGHT=4", "RETRY_MAX_ATTEMPTS=1", NULL});
 
     /* "%PDF-1.4\n% test receipt\n" */
     const char *pdf_b64 = "JVBERi0xLjQKJSB0ZXN0IHJlY2VpcHQK";
@@ -207,13 +215,13 @@ Test(email_worker, sends_mime_reports_statuses_and_refuses_bad_input, .timeout =
     produce_dispatch(&fx, &inject_name);
     produce_dispatch(&fx, &no_tmpl);
 
-    /* 4 sending (prepared), 2 sent, 4 failed. */
+    /* 4 sending (prepared), 2 sent, 3 failed, 1 dead. */
     th_statuses_t st;
     th_worker_read_statuses(&fx.w, 10, &st);
     cr_assert_eq(st.n, 10, "expected 10 status events, got %zu (worker log: %s)", st.n, fx.w.proc.log_path);
     size_t ndlq = 0;
-    th_kafka_record_t *dlq = th_kafka_read_all(fx.w.brokers, "crm.dlq", 4, 30000, &ndlq);
-    cr_assert_eq(ndlq, 4, "four records on crm.dlq, got %zu", ndlq);
+    th_kafka_record_t *dlq = th_kafka_read_all(fx.w.brokers, "crm.dlq", 5, 30000, &ndlq);
+    cr_assert_eq(ndlq, 5, "five records on crm.dlq (four unusable, one dead), got %zu", ndlq);
     cr_assert_eq(th_smtp_wait(&fx.smtp, 2, 10000), 2);
 
     /* ---- the French reminder: fr-CA falls back to fr. */
@@ -280,15 +288,16 @@ Test(email_worker, sends_mime_reports_statuses_and_refuses_bad_input, .timeout =
     cr_expect_str_eq(str(a0, "b64"), pdf_b64, "attachment bytes changed in transit");
     json_object_put(m);
 
-    /* ---- SMTP refusals: 550 permanent, 451 retryable (retry tiers come later). */
+    /* ---- SMTP refusals: 550 permanent, 451 retryable (dead after its one attempt). */
     th_status_of(&st, "req-550", "sending");
     json_object *f550 = th_status_of(&st, "req-550", "failed");
     cr_expect_str_eq(str(f550, "error_code"), "550");
     cr_expect(strncmp(str(f550, "error_message"), "550 5.1.1", 9) == 0, "%s", str(f550, "error_message"));
     cr_expect_str_eq(str(f550, "provider"), "smtp");
-    json_object *f451 = th_status_of(&st, "req-451", "failed");
+    json_object *f451 = th_status_of(&st, "req-451", "dead");
     cr_expect_str_eq(str(f451, "error_code"), "451");
-    cr_expect(strncmp(str(f451, "error_message"), "retryable: 451 4.3.0", 20) == 0, "%s", str(f451, "error_message"));
+    cr_expect_str_eq(str(f451, "reason"), "attempts_exhausted");
+    cr_expect_not_null(strstr(str(f451, "error_message"), "451 4.3.0"), "%s", str(f451, "error_message"));
 
     /* ---- problems found before sending: failed at once, no sending, nothing sent. */
     json_object *finj = th_status_of(&st, "req-inject", "failed");
@@ -303,12 +312,12 @@ Test(email_worker, sends_mime_reports_statuses_and_refuses_bad_input, .timeout =
      * an injection attempt was sent. */
     cr_expect_eq(th_smtp_count(&fx.smtp), 2);
 
-    /* ---- the DLQ: malformed JSON, a tombstone, another channel, and a
+    /* ---- the DLQ: malformed JSON, a tombstone, another channel, a
      * recipient name with CR/LF (refused by Dispatch validation, before any
-     * rendering). */
+     * rendering), and the dead 451. */
     const char *const reasons[] = {"malformed JSON", "empty record", "wrong channel: a sms dispatch", "recipient.name",
-                                   NULL};
-    int seen[4];
+                                   "retries exhausted: 1 attempts on email, last error 451", NULL};
+    int seen[5];
     th_worker_check_dlq(&fx.w, dlq, ndlq, "crm-email-worker", "client-1", reasons, seen);
     for (size_t k = 0; reasons[k] != NULL; k++)
         cr_expect_eq(seen[k], 1, "%s", reasons[k]);
@@ -342,14 +351,14 @@ Test(email_worker, tls_verification_and_auth_are_enforced, .timeout = 240)
     fixture_init(&fx, "tls");
     /* Without the sandbox's CA the certificate cannot be verified, and the
      * worker must refuse to talk rather than send in the clear or unverified. */
-    start_worker(&fx, (const char *const[]){"SMTP_CA_FILE=", NULL});
+    start_worker(&fx, (const char *const[]){"SMTP_CA_FILE=", "RETRY_MAX_ATTEMPTS=1", NULL});
     dspec_t d1 = {"tls-1", NULL, "ivan@example.com", "Ivan", "en", "welcome", NULL, NULL};
     produce_dispatch(&fx, &d1);
     th_statuses_t st;
     th_worker_read_statuses(&fx.w, 2, &st);
-    json_object *f = th_status_of(&st, "tls-1", "failed");
+    json_object *f = th_status_of(&st, "tls-1", "dead");
     cr_expect_str_eq(str(f, "error_code"), "tls_error");
-    cr_expect(strncmp(str(f, "error_message"), "retryable: ", 11) == 0, "%s", str(f, "error_message"));
+    cr_expect_str_eq(str(f, "reason"), "attempts_exhausted");
     th_statuses_free(&st);
     cr_expect_eq(th_worker_stop(&fx.w), 0);
 
@@ -363,6 +372,260 @@ Test(email_worker, tls_verification_and_auth_are_enforced, .timeout = 240)
     cr_expect_not_null(strstr(str(f, "error_message"), "535"), "%s", str(f, "error_message"));
     th_statuses_free(&st);
     cr_expect_eq(th_smtp_count(&fx.smtp), 0, "nothing may be delivered");
+    cr_expect_eq(th_worker_stop(&fx.w), 0);
+    fixture_fini(&fx);
+}
+
+/* ------------------------------------------------------------- tracking */
+
+#define TRACK_KEY "tracking-key-for-tests-0123456789abcdef"
+#define TRACK_BASE "https://hooks.example.test"
+
+/* A template set that exercises the rewriter: a tracked link from the
+ * data, one with single quotes and upper-case names, links that must stay
+ * (mailto, tel, fragment, an opt-out) and the visible unsubscribe link. */
+static const char NEWS_HTML[] =
+    "<!DOCTYPE html>\n<html><body>\n<p>{{headline}}</p>\n"
+    "<p><a href=\"{{offer_url}}\">Offer</a></p>\n"
+    "<p><A HREF='https://crm.example/b'>Single</A></p>\n"
+    "<p><a href=\"mailto:help@crm.example\">Mail us</a> <a href=\"tel:+14155550100\">Call</a> "
+    "<a href=\"#top\">Top</a></p>\n"
+    "<p><a href=\"https://crm.example/private\" data-crm-notrack>Private</a></p>\n"
+    "<p><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>\n"
+    "</body></html>\n";
+static const char NEWS_TEXT[] = "{{headline}}\nOffer: {{offer_url}}\nUnsubscribe: {{unsubscribe_url}}\n";
+static const char NEWS_CONTEXT[] = "{\"headline\":\"Spring news\",\"offer_url\":\"https://crm.example/offer?a=1&b=2\","
+                                   "\"unsubscribe_url\":\"https://evil.example/steal\"}";
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[900];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* <smtp dir>/tpl with the "newsletter" set and links to the shipped
+ * password_reset set and partials; its path into out. */
+static void make_templates(const fixture_t *fx, char *out, size_t outlen)
+{
+    char d[800], link[900], target[800];
+    snprintf(out, outlen, "%s/tpl", fx->smtp.dir);
+    mkdir(out, 0700);
+    snprintf(d, sizeof d, "%s/newsletter", out);
+    mkdir(d, 0700);
+    snprintf(d, sizeof d, "%s/newsletter/en", out);
+    mkdir(d, 0700);
+    write_file(d, "subject.mustache", "{{headline}}\n");
+    write_file(d, "body.txt.mustache", NEWS_TEXT);
+    write_file(d, "body.html.mustache", NEWS_HTML);
+    const char *shipped[] = {"password_reset", "_partials"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(link, sizeof link, "%s/%s", out, shipped[i]);
+        snprintf(target, sizeof target, "%s/templates/%s", CRM_SOURCE_DIR, shipped[i]);
+        unlink(link);
+        cr_assert_eq(symlink(target, link), 0, "symlink %s", link);
+    }
+}
+
+/* The message to `to`, inspected by tests/tools/track_inspect.py with the
+ * test's key and base URL. The caller puts the result. */
+static json_object *track_inspect(const fixture_t *fx, const char *to)
+{
+    int n = th_smtp_count(&fx->smtp);
+    char want[200];
+    snprintf(want, sizeof want, "X-Sandbox-Envelope-To: %s\r\n", to);
+    for (int i = 0; i < n; i++) {
+        char *raw = th_smtp_message(&fx->smtp, i);
+        cr_assert_not_null(raw);
+        if (strstr(raw, want) == NULL) {
+            free(raw);
+            continue;
+        }
+        char path[800], script[700];
+        snprintf(path, sizeof path, "%s/track-%d.eml", fx->smtp.dir, i);
+        FILE *f = fopen(path, "wb");
+        cr_assert_not_null(f);
+        fputs(raw, f);
+        fclose(f);
+        free(raw);
+        snprintf(script, sizeof script, "%s/tests/tools/track_inspect.py", CRM_SOURCE_DIR);
+        static char out[1 << 17];
+        char *const argv[] = {"/usr/bin/python3", script, "message", TRACK_KEY, TRACK_BASE, path, NULL};
+        int rc = th_run(argv, NULL, out, sizeof out, 30000);
+        cr_assert_eq(rc, 0, "track_inspect failed: %s", out);
+        char err[256];
+        json_object *o = cmn_json_parse(out, strlen(out), err, sizeof err);
+        cr_assert_not_null(o, "bad track_inspect output (%s): %s", err, out);
+        return o;
+    }
+    cr_assert_fail("no message to %s", to);
+    return NULL;
+}
+
+/* Expects a decoded token (track_inspect's JSON) to be valid, of `kind`,
+ * and to name the communication of request_id at hop. */
+static void expect_token(json_object *tok, const char *kind, const char *request_id, int hop)
+{
+    cr_assert_not_null(tok, "no token");
+    cr_assert_null(cmn_json_get_string(tok, "error"), "token refused by the independent decoder: %s",
+                   json_object_to_json_string(tok));
+    char comm[CMN_UUID_STR_LEN + 1];
+    th_worker_comm_id(TENANT, request_id, comm);
+    cr_expect_str_eq(str(tok, "kind"), kind);
+    cr_expect_str_eq(str(tok, "communication_id"), comm);
+    cr_expect_str_eq(str(tok, "tenant_id"), TENANT);
+    cr_expect_str_eq(str(tok, "client_id"), "client-1");
+    cr_expect_eq(json_object_get_int(json_object_object_get(tok, "hop")), hop);
+    cr_expect_eq(json_object_get_int(json_object_object_get(tok, "channel")), 0, "email");
+    cr_expect_eq(json_object_get_int(json_object_object_get(tok, "expires_at")), 0, "no expiry");
+}
+
+static json_object *link_at(json_object *m, size_t i)
+{
+    json_object *links = cmn_json_get_array(m, "links");
+    cr_assert_not_null(links);
+    cr_assert_lt(i, json_object_array_length(links), "only %zu links", json_object_array_length(links));
+    return json_object_array_get_idx(links, i);
+}
+
+Test(email_worker, tracking_links_and_list_unsubscribe, .timeout = 300)
+{
+    fixture_t fx;
+    fixture_init(&fx, "track");
+    char tpl[700], tpl_env[720];
+    make_templates(&fx, tpl, sizeof tpl);
+    snprintf(tpl_env, sizeof tpl_env, "EMAIL_TEMPLATES_DIR=%s", tpl);
+
+    /* ---- everything on (the base URL given with a trailing slash). */
+    start_worker(&fx, (const char *const[]){tpl_env, "TRACKING_BASE_URL=" TRACK_BASE "/",
+                                            "CRM_TRACKING_KEY=" TRACK_KEY, "UNSUBSCRIBE_MAILTO=unsubscribe@crm.example",
+                                            NULL});
+    dspec_t news = {"trk-news", NULL, "nina@example.com", "Nina", "en", "newsletter", NEWS_CONTEXT, NULL};
+    th_dispatch_t reset = {.tenant = TENANT, .request_id = "trk-reset", .channel = "email", .to = "omar@example.com",
+                           .name = "Omar", .locale = "en", .message_type = "password_reset",
+                           .context = "{\"reset_url\":\"https://crm.example/reset?t=abc&u=1\"}", .hop = 1};
+    produce_dispatch(&fx, &news);
+    th_worker_produce_dispatch(&fx.w, &reset);
+    cr_assert_eq(th_smtp_wait(&fx.smtp, 2, 60000), 2, "log: %s", fx.w.proc.log_path);
+    th_statuses_t st;
+    th_worker_read_statuses(&fx.w, 4, &st);
+    th_status_of(&st, "trk-news", "sent");
+    th_status_of(&st, "trk-reset", "sent");
+    th_statuses_free(&st);
+
+    json_object *m = track_inspect(&fx, "nina@example.com");
+    cr_expect_eq(json_object_array_length(cmn_json_get_array(m, "defects")), 0, "%s",
+                 json_object_to_json_string(cmn_json_get_array(m, "defects")));
+    /* List-Unsubscribe: the https URI first, then mailto, one token. */
+    json_object *uris = cmn_json_get_array(m, "list_unsubscribe");
+    cr_assert_eq(json_object_array_length(uris), 2, "%s", str(m, "list_unsubscribe_raw"));
+    json_object *unsub = cmn_json_get_object(m, "unsubscribe");
+    const char *https = str(unsub, "https");
+    cr_expect_str_eq(json_object_get_string(json_object_array_get_idx(uris, 0)), https);
+    cr_expect_eq(strncmp(https, TRACK_BASE "/u/", strlen(TRACK_BASE "/u/")), 0, "%s", https);
+    cr_expect_str_eq(str(unsub, "mailto_address"), "unsubscribe@crm.example");
+    expect_token(cmn_json_get_object(unsub, "https_token"), "unsubscribe", "trk-news", 0);
+    expect_token(cmn_json_get_object(unsub, "mailto_token"), "unsubscribe", "trk-news", 0);
+    cr_expect_str_eq(str(m, "list_unsubscribe_post"), "List-Unsubscribe=One-Click");
+    /* The HTML: two tracked links, the others as written, the visible
+     * unsubscribe link is the signed page (the producer's was dropped). */
+    const char *want_href[] = {NULL, NULL, "mailto:help@crm.example", "tel:+14155550100", "#top",
+                               "https://crm.example/private", https};
+    const char *want_target[] = {"https://crm.example/offer?a=1&b=2", "https://crm.example/b"};
+    cr_assert_eq(json_object_array_length(cmn_json_get_array(m, "links")), 7, "%s", str(m, "html"));
+    for (size_t i = 0; i < 7; i++) {
+        json_object *l = link_at(m, i);
+        json_object *click = cmn_json_get_object(l, "click");
+        if (i < 2) {
+            expect_token(click, "click", "trk-news", 0);
+            cr_expect_str_eq(str(click, "target"), want_target[i], "link %zu", i);
+            cr_expect_eq(json_object_get_int(json_object_object_get(click, "link_index")), (int)i);
+        } else {
+            cr_expect_null(click, "link %zu should not be tracked", i);
+            cr_expect_str_eq(str(l, "href"), want_href[i], "link %zu", i);
+        }
+    }
+    json_object *pixels = cmn_json_get_array(m, "pixels");
+    cr_assert_eq(json_object_array_length(pixels), 1, "%s", str(m, "html"));
+    expect_token(json_object_array_get_idx(pixels, 0), "open", "trk-news", 0);
+    /* The text part keeps its links as written, and shows the page. */
+    char line[1200];
+    snprintf(line, sizeof line, "Unsubscribe: %s", https);
+    cr_expect_not_null(strstr(str(m, "text"), "Offer: https://crm.example/offer?a=1&b=2"), "%s", str(m, "text"));
+    cr_expect_not_null(strstr(str(m, "text"), line), "%s", str(m, "text"));
+    cr_expect_null(strstr(str(m, "text"), "/t/c/"));
+    cr_expect_null(strstr(str(m, "html"), "evil.example"));
+    cr_expect_null(strstr(str(m, "text"), "evil.example"));
+    json_object_put(m);
+
+    /* The shipped password reset, on a fallback hop: the hop travels in
+     * every token, and the escaped &amp; in the href is the original &. */
+    m = track_inspect(&fx, "omar@example.com");
+    expect_token(cmn_json_get_object(cmn_json_get_object(m, "unsubscribe"), "https_token"), "unsubscribe",
+                 "trk-reset", 1);
+    json_object *click = cmn_json_get_object(link_at(m, 0), "click");
+    expect_token(click, "click", "trk-reset", 1);
+    cr_expect_str_eq(str(click, "target"), "https://crm.example/reset?t=abc&u=1");
+    cr_expect_eq(json_object_array_length(cmn_json_get_array(m, "pixels")), 1);
+    cr_expect_str_eq(str(m, "list_unsubscribe_post"), "List-Unsubscribe=One-Click");
+    json_object_put(m);
+    const char *forbidden[] = {TRACK_KEY, "nina@example.com", NULL};
+    th_worker_expect_clean_log(&fx.w, forbidden);
+    cr_expect_eq(th_worker_stop(&fx.w), 0);
+
+    /* ---- only UNSUBSCRIBE_MAILTO: List-Unsubscribe with the mailto URI,
+     * no one-click (it needs an https URI), no pixel, links untouched; the
+     * visible link is the mailto URI. */
+    start_worker(&fx, (const char *const[]){tpl_env, "CRM_TRACKING_KEY=" TRACK_KEY,
+                                            "UNSUBSCRIBE_MAILTO=unsubscribe@crm.example", NULL});
+    dspec_t news2 = {"trk-mailto", NULL, "pia@example.com", "Pia", "en", "newsletter", NEWS_CONTEXT, NULL};
+    produce_dispatch(&fx, &news2);
+    cr_assert_eq(th_smtp_wait(&fx.smtp, 3, 60000), 3);
+    m = track_inspect(&fx, "pia@example.com");
+    uris = cmn_json_get_array(m, "list_unsubscribe");
+    cr_assert_eq(json_object_array_length(uris), 1, "%s", str(m, "list_unsubscribe_raw"));
+    unsub = cmn_json_get_object(m, "unsubscribe");
+    expect_token(cmn_json_get_object(unsub, "mailto_token"), "unsubscribe", "trk-mailto", 0);
+    cr_expect_str_eq(str(m, "list_unsubscribe_post"), "", "no one-click without an https URI");
+    cr_expect_eq(json_object_array_length(cmn_json_get_array(m, "pixels")), 0);
+    cr_expect_str_eq(str(link_at(m, 0), "href"), "https://crm.example/offer?a=1&b=2");
+    cr_expect_str_eq(str(link_at(m, 6), "href"), str(unsub, "mailto"));
+    json_object_put(m);
+    cr_expect_eq(th_worker_stop(&fx.w), 0);
+
+    /* ---- base URL with opens and clicks off: List-Unsubscribe and the
+     * one-click header stay, the HTML is not rewritten. */
+    start_worker(&fx, (const char *const[]){tpl_env, "TRACKING_BASE_URL=" TRACK_BASE, "CRM_TRACKING_KEY=" TRACK_KEY,
+                                            "EMAIL_TRACK_OPENS=false", "EMAIL_TRACK_CLICKS=false", NULL});
+    dspec_t news3 = {"trk-off", NULL, "quinn@example.com", "Quinn", "en", "newsletter", NEWS_CONTEXT, NULL};
+    produce_dispatch(&fx, &news3);
+    cr_assert_eq(th_smtp_wait(&fx.smtp, 4, 60000), 4);
+    m = track_inspect(&fx, "quinn@example.com");
+    cr_expect_eq(json_object_array_length(cmn_json_get_array(m, "list_unsubscribe")), 1);
+    expect_token(cmn_json_get_object(cmn_json_get_object(m, "unsubscribe"), "https_token"), "unsubscribe", "trk-off",
+                 0);
+    cr_expect_str_eq(str(m, "list_unsubscribe_post"), "List-Unsubscribe=One-Click");
+    cr_expect_eq(json_object_array_length(cmn_json_get_array(m, "pixels")), 0);
+    cr_expect_str_eq(str(link_at(m, 0), "href"), "https://crm.example/offer?a=1&b=2");
+    json_object_put(m);
+    cr_expect_eq(th_worker_stop(&fx.w), 0);
+
+    /* ---- nothing configured: no header, no tracking, and a warning. */
+    start_worker(&fx, (const char *const[]){tpl_env, NULL});
+    dspec_t news4 = {"trk-none", NULL, "rui@example.com", "Rui", "en", "newsletter", NEWS_CONTEXT, NULL};
+    produce_dispatch(&fx, &news4);
+    cr_assert_eq(th_smtp_wait(&fx.smtp, 5, 60000), 5);
+    m = track_inspect(&fx, "rui@example.com");
+    cr_expect_str_eq(str(m, "list_unsubscribe_raw"), "");
+    cr_expect_str_eq(str(m, "list_unsubscribe_post"), "");
+    cr_expect_eq(json_object_array_length(cmn_json_get_array(m, "pixels")), 0);
+    cr_expect_str_eq(str(link_at(m, 0), "href"), "https://crm.example/offer?a=1&b=2");
+    cr_expect_str_eq(str(link_at(m, 6), "href"), "", "no unsubscribe link without a way to unsubscribe");
+    json_object_put(m);
+    cr_expect_not_null(strstr(th_worker_log(&fx.w), "no List-Unsubscribe header"), "no warning at start");
     cr_expect_eq(th_worker_stop(&fx.w), 0);
     fixture_fini(&fx);
 }
@@ -389,14 +652,35 @@ Test(email_worker, bad_configuration_stops_at_start)
     cr_expect_eq(rc, 2, "AUTH without TLS must not start: %s", out);
     cr_expect_not_null(strstr(out, "SMTP_USE_TLS"), "%s", out);
 
+    /* Tracking: a key is required as soon as anything is signed, and the
+     * base URL must be one tokens can be appended to. */
+    struct {
+        const char *a, *b, *names;
+    } tracking[] = {
+        {"TRACKING_BASE_URL=https://hooks.example.com", "CRM_TRACKING_KEY=", "CRM_TRACKING_KEY"},
+        {"UNSUBSCRIBE_MAILTO=unsubscribe@example.com", "CRM_TRACKING_KEY=too-short", "CRM_TRACKING_KEY"},
+        {"TRACKING_BASE_URL=ftp://hooks.example.com", "CRM_TRACKING_KEY=" TRACK_KEY, "TRACKING_BASE_URL"},
+        {"TRACKING_BASE_URL=https://hooks.example.com/?x=1", "CRM_TRACKING_KEY=" TRACK_KEY, "TRACKING_BASE_URL"},
+        {"UNSUBSCRIBE_MAILTO=not an address", "CRM_TRACKING_KEY=" TRACK_KEY, "UNSUBSCRIBE_MAILTO"},
+    };
+    for (size_t i = 0; i < sizeof tracking / sizeof tracking[0]; i++) {
+        char *const envt[] = {"SMTP_HOST=smtp.example.com", "SMTP_FROM_EMAIL=a@b.example", "KAFKA_BROKERS=127.0.0.1:1",
+                              (char *)tracking[i].a, (char *)tracking[i].b, NULL};
+        rc = th_run(argv, envt, out, sizeof out, 30000);
+        cr_expect_eq(rc, 2, "%s %s: exit code %d: %s", tracking[i].a, tracking[i].b, rc, out);
+        cr_expect_not_null(strstr(out, tracking[i].names), "%s", out);
+    }
+
     char *const env3[] = {"SMTP_HOST=smtp.example.com", "SMTP_FROM_EMAIL=a@b.example", "SMTP_PASSWORD=hunter2-secret",
-                          NULL};
+                          "CRM_TRACKING_KEY=" TRACK_KEY, NULL};
     char *const argv_print[] = {bin, "--print-config", NULL};
     rc = th_run(argv_print, env3, out, sizeof out, 30000);
     cr_expect_eq(rc, 0, "%s", out);
     cr_expect_not_null(strstr(out, "SMTP_HOST=smtp.example.com"), "%s", out);
     cr_expect_not_null(strstr(out, "HTTP_PORT=9102"), "%s", out);
     cr_expect_null(strstr(out, "hunter2-secret"), "the password was printed");
+    cr_expect_null(strstr(out, TRACK_KEY), "the tracking key was printed");
+    cr_expect_not_null(strstr(out, "CRM_TRACKING_KEY=<redacted>"), "%s", out);
 }
 
 Test(email_worker, many_messages_in_flight, .timeout = 240)
