@@ -60,7 +60,8 @@ static void fixture_init(fixture_t *fx, const char *db)
     cr_assert_eq(th_pg_database(db, fx->url, sizeof fx->url), 0, "database %s", db);
 }
 
-static void start_router(fixture_t *fx)
+/* Starts crm-router; extra is NULL or a NULL-terminated list of NAME=value. */
+static void start_router(fixture_t *fx, const char *const *extra)
 {
     char bin[512], brokers[600], dburl[300], port[32];
     char *env[16];
@@ -79,6 +80,8 @@ static void start_router(fixture_t *fx)
     env[n++] = "KAFKA_SESSION_TIMEOUT_MS=6000";
     env[n++] = "ROUTER_ENABLED_CHANNELS=email,sms,whatsapp";
     env[n++] = "CRM_DATA_KEY=" DATA_KEY;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
+        env[n++] = (char *)extra[i];
     env[n] = NULL;
     char *const argv[] = {bin, NULL};
     cr_assert_eq(th_proc_start(&fx->proc, "crm-router", argv, env), 0);
@@ -335,7 +338,7 @@ Test(router_prefs, opt_out_consent_and_contacts, .timeout = 180)
     fixture_init(&fx, "router_prefs_optout");
     put_prefs_row(&fx, "c-out", ",\"opt_out\":{\"email\":true,\"sms\":true}");
     put_prefs_row(&fx, "c-consent", CONSENT);
-    start_router(&fx);
+    start_router(&fx, NULL);
 
     produce_request(&fx, "out-1", "c-out", "[\"email\",\"sms\"]");
     produce_request(&fx, "noconsent-1", "c-none", "[\"whatsapp\",\"sms\",\"email\"]");
@@ -399,7 +402,7 @@ Test(router_prefs, quiet_hours_defer_and_the_return_is_routed_once, .timeout = 2
     tokyo_window(60, 120, members, sizeof members, &ends_at);
     put_prefs_row(&fx, "c-night", members);
     put_prefs_row(&fx, "c-night2", members);
-    start_router(&fx);
+    start_router(&fx, NULL);
 
     produce_request(&fx, "night-1", "c-night", "[\"sms\",\"email\"]");
     produce_request(&fx, "night-2", "c-night2", "[\"sms\",\"email\"]");
@@ -515,7 +518,7 @@ Test(router_prefs, the_defer_consumer_brings_the_request_back, .timeout = 300)
     int64_t now = cmn_now_ms();
     tokyo_window(30, now % 60000 > 45000 ? 2 : 1, members, sizeof members, &ends_at);
     put_prefs_row(&fx, "c-soon", members);
-    start_router(&fx);
+    start_router(&fx, NULL);
 
     produce_request(&fx, "soon-1", "c-soon", "[\"sms\",\"email\"]");
     wait_claim(&fx, "soon-1", "deferred");
@@ -542,7 +545,7 @@ Test(router_prefs, the_cache_follows_crm_preferences, .timeout = 180)
     fixture_t fx;
     fixture_init(&fx, "router_prefs_feed");
     put_prefs_row(&fx, "c-feed", CONSENT);
-    start_router(&fx);
+    start_router(&fx, NULL);
 
     produce_request(&fx, "feed-1", "c-feed", "[\"sms\",\"email\"]");
     wait_claim(&fx, "feed-1", "done");
@@ -578,5 +581,153 @@ Test(router_prefs, the_cache_follows_crm_preferences, .timeout = 180)
                  1, "the projection still has the old row");
     cr_expect_eq(metric(&fx, "router_prefs_lookups_total{result=\"miss\"}"), 1,
                  "one database read; the rest came from the cache");
+    fixture_fini(&fx);
+}
+
+static void stop_router(fixture_t *fx, int sig)
+{
+    if (!fx->running)
+        return;
+    int status = th_proc_stop(&fx->proc, sig, 30000);
+    fx->running = 0;
+    if (sig == SIGTERM)
+        cr_expect_eq(status, 0, "router exit status %d after SIGTERM; see %s", status, fx->proc.log_path);
+}
+
+static void wait_count(const fixture_t *fx, const char *sql, long long want, int timeout_ms)
+{
+    long long got = -1;
+    for (int waited = 0; waited <= timeout_ms; waited += 100) {
+        got = qint(fx, sql);
+        if (got >= want)
+            return;
+        sleep_ms(100);
+    }
+    cr_assert_fail("%s: want >= %lld, got %lld (router log: %s)", sql, want, got, fx->proc.log_path);
+}
+
+/* Claims left by an "earlier run", made deterministic: a claim deferred
+ * twice meets a copy from its first deferral (a duplicate) and its current
+ * one (routed); a claim taken back by a returning copy that then died is
+ * resumed by that copy without a second `accepted`. */
+Test(router_prefs, stale_deferral_copies_are_duplicates_and_returns_resume, .timeout = 180)
+{
+    fixture_t fx;
+    fixture_init(&fx, "router_prefs_stale");
+    char c1[CMN_UUID_STR_LEN + 1], c2[CMN_UUID_STR_LEN + 1];
+    comm_id("twice", c1);
+    comm_id("taken", c2);
+
+    cmn_buf_t b = CMN_BUF_INIT;
+    request_json(&b, "twice", "c-s", "[\"sms\",\"email\"]");
+    cr_assert_eq(th_kafka_produce(fx.brokers, "crm.requests", "c-s", b.data,
+                                  (const char *const[]){"x-crm-deferral", "1", NULL}),
+                 0);
+    cr_assert_eq(th_kafka_produce(fx.brokers, "crm.requests", "c-s", b.data,
+                                  (const char *const[]){"x-crm-deferral", "2", NULL}),
+                 0);
+    request_json(&b, "taken", "c-s", "[\"sms\",\"email\"]");
+    cr_assert_eq(th_kafka_produce(fx.brokers, "crm.requests", "c-s", b.data,
+                                  (const char *const[]){"x-crm-deferral", "1", NULL}),
+                 0);
+    size_t nr = 0;
+    th_kafka_record_t *reqs = read_topic(&fx, "crm.requests", 3, 20000, &nr);
+    cr_assert_eq(nr, 3);
+
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO request_claims (tenant_id, request_id, communication_id, state, deferral_seq,"
+             " deferred_until, source_topic, source_partition, source_offset) VALUES"
+             " ('" TENANT "', 'twice', '%s', 'deferred', 2, now(), 'crm.requests', %d, 999999),"
+             " ('" TENANT "', 'taken', '%s', 'claimed', 1, NULL, 'crm.requests', %d, %lld)",
+             c1, (int)reqs[0].partition, c2, (int)reqs[2].partition, (long long)reqs[2].offset);
+    exec_sql(&fx, sql);
+    start_router(&fx, NULL);
+    wait_claim(&fx, "twice", "done");
+    wait_claim(&fx, "taken", "done");
+
+    size_t n = 0;
+    th_kafka_record_t *sms = read_topic(&fx, "crm.send.sms", 3, 5000, &n);
+    cr_expect_eq(count_where(sms, n, "communication_id", c1, NULL, NULL), 1, "the current deferral is routed once");
+    cr_expect_eq(count_where(sms, n, "communication_id", c2, NULL, NULL), 1, "the resumed return is routed");
+    cr_expect_eq(n, 2);
+    size_t ns = 0;
+    th_kafka_record_t *st = read_topic(&fx, "crm.status", 5, 5000, &ns);
+    cr_expect_eq(count_where(st, ns, "status", "accepted", NULL, NULL), 0, "returning requests are not accepted again");
+    cr_expect_eq(ns, 2, "routed twice, nothing else");
+    cr_expect_eq(metric(&fx, "router_requests_total{outcome=\"duplicate\"}"), 1, "the copy of deferral 1");
+    th_kafka_records_free(sms, n);
+    th_kafka_records_free(st, ns);
+    th_kafka_records_free(reqs, nr);
+    cmn_buf_free(&b);
+    fixture_fini(&fx);
+}
+
+#define KSTREAM 150
+#define KCLIENTS 10
+
+/* kill -9 while deferring a stream of requests, and again while their
+ * deferred records come back (every copy the defer topic holds, duplicates
+ * included): each request is deferred, then routed, exactly once. */
+Test(router_prefs, kill_9_while_deferring_and_returning, .timeout = 600)
+{
+    fixture_t fx;
+    char members[512], client[32], rid[32], sql[1024];
+    int64_t ends_at = 0;
+    fixture_init(&fx, "router_prefs_kill");
+    tokyo_window(60, 120, members, sizeof members, &ends_at);
+    for (int c = 0; c < KCLIENTS; c++) {
+        snprintf(client, sizeof client, "c-k%d", c);
+        put_prefs_row(&fx, client, members);
+    }
+    for (int i = 0; i < KSTREAM; i++) {
+        snprintf(rid, sizeof rid, "kd-%03d", i);
+        snprintf(client, sizeof client, "c-k%d", i % KCLIENTS);
+        produce_request(&fx, rid, client, "[\"sms\",\"email\"]");
+    }
+    /* Small batches so every kill lands inside a stream of batches. */
+    static const char *const env[] = {"ROUTER_BATCH_SIZE=10", NULL};
+    const char *deferred = "SELECT count(*) FROM request_claims WHERE state = 'deferred'";
+    const char *done = "SELECT count(*) FROM request_claims WHERE state = 'done'";
+
+    start_router(&fx, env);
+    wait_count(&fx, deferred, 50, 120000);
+    stop_router(&fx, SIGKILL);
+    start_router(&fx, env);
+    wait_count(&fx, deferred, KSTREAM, 180000);
+    stop_router(&fx, SIGTERM);
+
+    size_t nd = 0;
+    th_kafka_record_t *def = read_topic(&fx, "crm.defer.1h", 2 * KSTREAM, 10000, &nd);
+    cr_assert_geq(nd, KSTREAM, "every request waits in crm.defer.1h");
+    fprintf(stderr, "%zu deferred records for %d requests\n", nd, KSTREAM);
+
+    /* Quiet hours end for everyone (the projector's job; done by hand). */
+    snprintf(sql, sizeof sql,
+             "UPDATE client_preferences SET updated_at = '2026-02-01T00:00:00Z', snapshot ="
+             " jsonb_set(snapshot - 'quiet_hours', '{updated_at}', '\"2026-02-01T00:00:00Z\"')");
+    exec_sql(&fx, sql);
+
+    start_router(&fx, env);
+    for (size_t i = 0; i < nd; i++)
+        send_back(&fx, &def[i]);
+    wait_count(&fx, done, 40, 120000);
+    stop_router(&fx, SIGKILL);
+    start_router(&fx, env);
+    wait_count(&fx, done, KSTREAM, 180000);
+
+    size_t n = 0;
+    th_kafka_record_t *sms = read_topic(&fx, "crm.send.sms", 2 * KSTREAM, 10000, &n);
+    cr_expect_eq(n, KSTREAM, "%zu Dispatches for %d requests", n, KSTREAM);
+    for (int i = 0; i < KSTREAM; i++) {
+        char id[CMN_UUID_STR_LEN + 1];
+        snprintf(rid, sizeof rid, "kd-%03d", i);
+        comm_id(rid, id);
+        size_t c = count_where(sms, n, "communication_id", id, NULL, NULL);
+        cr_expect_eq(c, 1, "%s dispatched %zu times", rid, c);
+    }
+    cr_expect_eq(qint(&fx, "SELECT count(*) FROM request_claims WHERE deferral_seq = 1"), KSTREAM);
+    th_kafka_records_free(sms, n);
+    th_kafka_records_free(def, nd);
     fixture_fini(&fx);
 }
