@@ -163,7 +163,9 @@ static void start_worker(fixture_t *fx, const char *const *extra)
     const char *const defaults[] = {"WHATSAPP_PROVIDER=meta", api, "WHATSAPP_API_VERSION=v23.0",
                                     "WHATSAPP_PHONE_NUMBER_ID=" PHONE_NUMBER_ID, "WHATSAPP_ACCESS_TOKEN=" ACCESS_TOKEN,
                                     db, "CRM_DATA_KEY=" DATA_KEY, tmpl, file, group, "WHATSAPP_TIMEOUT_MS=20000",
-                                    NULL};
+                                    /* One attempt: a retryable refusal ends `dead` here
+                                     * (retries are test_worker_retry.c's). */
+                                    "RETRY_MAX_ATTEMPTS=1", NULL};
     th_worker_start(&fx->w, "crm-whatsapp-worker", defaults, extra);
 }
 
@@ -273,7 +275,7 @@ Test(whatsapp_worker, window_decides_text_or_template_and_failures_are_classifie
     th_statuses_t st;
     th_worker_read_statuses(&fx.w, 11, &st);
     size_t ndlq = 0;
-    th_kafka_record_t *dlq = th_kafka_read_all(fx.w.brokers, "crm.dlq", 2, 30000, &ndlq);
+    th_kafka_record_t *dlq = th_kafka_read_all(fx.w.brokers, "crm.dlq", 3, 30000, &ndlq);
     json_object *reqs = meta_requests(&fx);
     int count = 0;
     char cid[CMN_UUID_STR_LEN + 1];
@@ -350,8 +352,9 @@ Test(whatsapp_worker, window_decides_text_or_template_and_failures_are_classifie
     cr_expect_str_eq(detail(f, "provider_class"), "permanent_fix_request");
     cr_expect_null(cmn_json_get_string(f, "provider_message_id"));
 
-    /* ---- 130429 with HTTP 429: retryable. */
-    f = th_status_of(&st, "wa-130429", "failed");
+    /* ---- 130429 with HTTP 429: retryable; with one attempt allowed, dead. */
+    f = th_status_of(&st, "wa-130429", "dead");
+    cr_expect_str_eq(str(f, "reason"), "attempts_exhausted");
     cr_expect_str_eq(str(f, "error_code"), "130429");
     cr_expect(strncmp(str(f, "error_message"), "retryable: (#130429) Rate limit hit", 35) == 0, "%s",
               str(f, "error_message"));
@@ -368,10 +371,12 @@ Test(whatsapp_worker, window_decides_text_or_template_and_failures_are_classifie
     cr_expect_eq(json_object_array_length(reqs), 5);
     json_object_put(reqs);
 
-    /* ---- the DLQ: malformed JSON and an SMS dispatch on the WhatsApp topic. */
-    cr_expect_eq(ndlq, 2);
-    const char *const reasons[] = {"malformed JSON", "wrong channel: a sms dispatch", NULL};
-    int seen[2];
+    /* ---- the DLQ: malformed JSON, an SMS dispatch on the WhatsApp topic,
+     * and the dead 130429. */
+    cr_expect_eq(ndlq, 3);
+    const char *const reasons[] = {"malformed JSON", "wrong channel: a sms dispatch",
+                                   "retries exhausted: 1 attempts on whatsapp, last error 130429", NULL};
+    int seen[3];
     th_worker_check_dlq(&fx.w, dlq, ndlq, "crm-whatsapp-worker", NULL, reasons, seen);
     for (size_t k = 0; reasons[k] != NULL; k++)
         cr_expect_eq(seen[k], 1, "%s", reasons[k]);
@@ -497,7 +502,7 @@ Test(whatsapp_worker, database_down_templates_still_go_out, .timeout = 300)
     cr_expect_str_eq(detail(sent, "window"), "unknown");
     cr_expect_str_eq(detail(sent, "kind"), "template");
     /* Free text without a fallback template: retry later, not a verdict. */
-    json_object *f = th_status_of(&st, "db-none", "failed");
+    json_object *f = th_status_of(&st, "db-none", "dead");
     cr_expect_str_eq(str(f, "error_code"), "window_unknown");
     cr_expect(strncmp(str(f, "error_message"), "retryable: ", 11) == 0, "%s", str(f, "error_message"));
     th_statuses_free(&st);
