@@ -387,10 +387,31 @@ Test(e2e, sms_request_reaches_the_twilio_sandbox_and_ends_sent)
     cr_expect(strstr(recorded, "choose a new password") != NULL, "with the rendered English body");
 }
 
+/* Records the client's WhatsApp opt-in through the preferences API (the
+ * router suppresses WhatsApp without it) and waits for the projection. */
+static int grant_whatsapp_consent(const e2e_env_t *e, const char *client_id)
+{
+    char url[512], out[4096], sql[256], got[16];
+    long status = 0;
+    snprintf(url, sizeof(url), "%s/v1/clients/%s/preferences", e->ingest_url, client_id);
+    const char *body = "{\"whatsapp_consent\":{\"granted\":true,\"at\":\"2026-03-01T10:00:00Z\","
+                       "\"source\":\"web_form\"}}";
+    if (th_http("PUT", url, body, "application/json", &status, out, sizeof(out)) != 0 || status != 200) {
+        fprintf(stderr, "PUT %s: %ld %s\n", url, status, out);
+        return -1;
+    }
+    snprintf(sql, sizeof(sql), "select count(*) from client_preferences where client_id = '%s'", client_id);
+    int rc = wait_sql_value(e, sql, "1", 60000, got, sizeof(got));
+    /* The router reads preferences through a short cache. */
+    sleep(2);
+    return rc;
+}
+
 Test(e2e, whatsapp_request_reaches_the_meta_sandbox_and_ends_sent)
 {
     e2e_env_t e;
     cr_assert_eq(load_env(&e), 0);
+    cr_assert_eq(grant_whatsapp_consent(&e, "client-wa"), 0, "the client's WhatsApp consent is recorded");
     char body[2048], answer[4096], cid[64], wamid[256], phone[32];
     snprintf(phone, sizeof(phone), "+3362%07d", (int)(getpid() % 10000000));
     snprintf(body, sizeof(body),

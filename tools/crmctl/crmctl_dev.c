@@ -10,9 +10,21 @@
  *   - the email sandbox: Debian's aiosmtpd as a real SMTP server with
  *     STARTTLS (a CA made for this directory) and AUTH, keeping every message
  *     in <dir>/maildir;
- *   - the services: projector, router, email worker, ingest.
- * It writes the endpoints to <dir>/env (shell syntax) and what it started to
- * <dir>/pids, which is all `dev down` stops.
+ *   - the Twilio and Meta sandboxes, with provider storms when
+ *     CRM_DEV_STORM_TWILIO / CRM_DEV_STORM_META / CRM_DEV_STORM_SMTP say so,
+ *     posting signed status webhooks to the webhook receiver;
+ *   - the services: projector, router, the three workers, the webhook
+ *     receiver (when it is built), ingest.
+ * It writes the endpoints to <dir>/env (shell syntax), the fleet's made-up
+ * provider secrets to <dir>/secrets.env (mode 0600), what it started to
+ * <dir>/pids, which is all `dev down` stops, and how it started each
+ * process to <dir>/run/<name>.spec (mode 0600: it holds secrets), which is
+ * what `dev restart` starts again.
+ *
+ * `dev kill NAME` SIGKILLs one process of the fleet (or stops PostgreSQL in
+ * immediate mode, a crash to the server); `dev restart NAME` stops it if it
+ * still runs and starts it again the way `dev up` did. The chaos tests
+ * (docs/chaos.md) are built on the two.
  *
  * Every child runs in its own session with its output in <dir>/log/<name>.log,
  * so the fleet outlives this command. */
@@ -41,6 +53,8 @@
 
 #define DEV_MAX_PROCS 16
 #define DEV_DIR_MAX 1024
+#define DEV_SPEC_MAX_ARGS 48
+#define DEV_SPEC_LINE_MAX 4096
 #define DEV_PG_BIN "/usr/lib/postgresql/15/bin"
 
 typedef struct dev_proc {
@@ -56,11 +70,15 @@ typedef struct dev_ctx {
     char bin_dir[DEV_DIR_MAX];    /* the build tree crmctl runs from */
     char dir[DEV_DIR_MAX];        /* state directory */
     int port_base;
-    int ingest_port, router_port, email_port, projector_port, sms_port, whatsapp_port;
+    int ingest_port, router_port, email_port, projector_port, sms_port, whatsapp_port, webhook_port;
     int pg_port, smtp_port, twilio_port, meta_port;
     char twilio_sid[35];         /* AC + 32 hex, made up for the sandbox */
     char twilio_token[33];
     char meta_token[33];
+    char meta_app_secret[33];
+    char wa_verify_token[33];
+    int has_receiver;            /* crm-webhook-receiver is built */
+    char kafka_control[128];     /* the embedded Kafka's fault-injection URL; "" with an external one */
     char brokers[1024];
     char database_url[1024];
     char smtp_password[33];
@@ -118,14 +136,124 @@ static int run_cmd(char *const argv[], const char *log_path)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* Writes <dir>/run/<name>.spec: how the process was started, so `dev
+ * restart` can start it again. Lines: "ready http|tcp|none PORT", then
+ * "arg VALUE" per argv entry and "env NAME=VALUE" per override. Mode 0600:
+ * the overrides carry the fleet's secrets. */
+static int write_spec(const dev_ctx_t *d, const char *name, const char *ready, int port, char *const argv[],
+                      char *const env[])
+{
+    char dir[PATH_MAX], path[PATH_MAX + 64], tmp[PATH_MAX + 80];
+    dev_path(d, dir, sizeof(dir), "run");
+    if (mkdir_p(dir, 0700) != 0)
+        return CMN_ERR_IO;
+    snprintf(path, sizeof(path), "%s/%s.spec", dir, name);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return CMN_ERR_IO;
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        return CMN_ERR_IO;
+    }
+    int rc = 0;
+    fprintf(f, "ready %s %d\n", ready, port);
+    for (size_t i = 0; argv[i] && rc == 0; i++) {
+        /* A newline would split the entry on reading; none of ours has one. */
+        if (strchr(argv[i], '\n') != NULL)
+            rc = CMN_ERR_INVALID;
+        else
+            fprintf(f, "arg %s\n", argv[i]);
+    }
+    for (size_t i = 0; env && env[i] && rc == 0; i++) {
+        if (strchr(env[i], '\n') != NULL)
+            rc = CMN_ERR_INVALID;
+        else
+            fprintf(f, "env %s\n", env[i]);
+    }
+    if (fclose(f) != 0 && rc == 0)
+        rc = CMN_ERR_IO;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = CMN_ERR_IO;
+    if (rc != 0)
+        unlink(tmp);
+    return rc;
+}
+
+/* A spec read back; strings are owned and freed by spec_free. */
+typedef struct dev_spec {
+    char ready[8];
+    int port;
+    char *argv[DEV_SPEC_MAX_ARGS + 1];
+    char *env[DEV_SPEC_MAX_ARGS + 1];
+    int nargv, nenv;
+} dev_spec_t;
+
+static void spec_free(dev_spec_t *sp)
+{
+    for (int i = 0; i < sp->nargv; i++)
+        free(sp->argv[i]);
+    for (int i = 0; i < sp->nenv; i++)
+        free(sp->env[i]);
+    memset(sp, 0, sizeof(*sp));
+}
+
+static int read_spec(const dev_ctx_t *d, const char *name, dev_spec_t *sp)
+{
+    char path[PATH_MAX + 64], rel[96];
+    memset(sp, 0, sizeof(*sp));
+    snprintf(rel, sizeof(rel), "run/%s.spec", name);
+    dev_path(d, path, sizeof(path), rel);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return CMN_ERR_NOTFOUND;
+    char *line = malloc(DEV_SPEC_LINE_MAX);
+    int rc = line ? 0 : CMN_ERR_NOMEM;
+    while (rc == 0 && fgets(line, DEV_SPEC_LINE_MAX, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "ready ", 6) == 0) {
+            if (sscanf(line + 6, "%7s %d", sp->ready, &sp->port) != 2)
+                rc = CMN_ERR_PARSE;
+        } else if (strncmp(line, "arg ", 4) == 0 && sp->nargv < DEV_SPEC_MAX_ARGS) {
+            sp->argv[sp->nargv] = strdup(line + 4);
+            rc = sp->argv[sp->nargv++] ? 0 : CMN_ERR_NOMEM;
+        } else if (strncmp(line, "env ", 4) == 0 && sp->nenv < DEV_SPEC_MAX_ARGS) {
+            sp->env[sp->nenv] = strdup(line + 4);
+            rc = sp->env[sp->nenv++] ? 0 : CMN_ERR_NOMEM;
+        } else {
+            rc = CMN_ERR_PARSE;
+        }
+    }
+    free(line);
+    fclose(f);
+    if (rc == 0 && (sp->nargv == 0 || sp->ready[0] == '\0'))
+        rc = CMN_ERR_PARSE;
+    if (rc != 0)
+        spec_free(sp);
+    return rc;
+}
+
 /* Starts a long-running child in its own session with env overrides
- * ("NAME=value" strings, NULL-terminated) and records it in d->procs. */
-static int spawn_daemon(dev_ctx_t *d, const char *name, char *const argv[], char *const env[])
+ * ("NAME=value" strings, NULL-terminated), records how in its spec (ready
+ * says how to tell it is up: "http" or "tcp" on port, or "none"), and
+ * records it in d->procs, replacing an earlier entry of the same name. */
+static int spawn_daemon(dev_ctx_t *d, const char *name, char *const argv[], char *const env[], const char *ready,
+                        int port)
 {
     char log_path[PATH_MAX + 64];
     snprintf(log_path, sizeof(log_path), "%s/log/%s.log", d->dir, name);
-    if (d->nprocs >= DEV_MAX_PROCS)
+    int slot = d->nprocs;
+    for (int i = 0; i < d->nprocs; i++) {
+        if (strcmp(d->procs[i].name, name) == 0)
+            slot = i;
+    }
+    if (slot >= DEV_MAX_PROCS)
         return CMN_ERR_OVERFLOW;
+    if (write_spec(d, name, ready, port, argv, env) != 0) {
+        fprintf(stderr, "crmctl dev: cannot write %s/run/%s.spec\n", d->dir, name);
+        return CMN_ERR_IO;
+    }
     pid_t pid = fork();
     if (pid < 0)
         return CMN_ERR_IO;
@@ -145,9 +273,10 @@ static int spawn_daemon(dev_ctx_t *d, const char *name, char *const argv[], char
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
-    snprintf(d->procs[d->nprocs].name, sizeof(d->procs[d->nprocs].name), "%s", name);
-    d->procs[d->nprocs].pid = pid;
-    d->nprocs++;
+    snprintf(d->procs[slot].name, sizeof(d->procs[slot].name), "%s", name);
+    d->procs[slot].pid = pid;
+    if (slot == d->nprocs)
+        d->nprocs++;
     return 0;
 }
 
@@ -353,6 +482,11 @@ static int pg_start(dev_ctx_t *d)
     /* createdb fails harmlessly when the database is already there. */
     run_cmd(createdb, log_path);
     snprintf(d->database_url, sizeof(d->database_url), "postgresql://crm@127.0.0.1:%d/crm", d->pg_port);
+    /* Not a child of ours (pg_ctl daemonises it), but `dev kill` and `dev
+     * restart` need its port and directory. */
+    char *spec_argv[] = {DEV_PG_BIN "/postgres", "-D", data, NULL};
+    if (write_spec(d, "postgres", "tcp", d->pg_port, spec_argv, NULL) != 0)
+        return CMN_ERR_IO;
     return 0;
 }
 
@@ -374,11 +508,19 @@ static int kafka_start(dev_ctx_t *d)
     snprintf(crmctl, sizeof(crmctl), "%s/tools/crmctl/crmctl", d->bin_dir);
     dev_path(d, bootstrap, sizeof(bootstrap), "kafka.bootstrap");
     unlink(bootstrap);
-    char *argv[] = {crmctl, "embedded-kafka", "--bootstrap-file", bootstrap, NULL};
-    int rc = spawn_daemon(d, "kafka", argv, NULL);
+    char control[PATH_MAX];
+    dev_path(d, control, sizeof(control), "kafka.control");
+    unlink(control);
+    /* The fault-injection channel listens on a free loopback port; the
+     * chaos tests drive it (docs/chaos.md). */
+    char *argv[] = {crmctl, "embedded-kafka", "--bootstrap-file", bootstrap, "--control-port", "0",
+                    "--control-file", control, NULL};
+    int rc = spawn_daemon(d, "kafka", argv, NULL, "none", 0);
     if (rc != 0)
         return rc;
     rc = wait_file(bootstrap, d->brokers, sizeof(d->brokers), d->procs[d->nprocs - 1].pid, 30000);
+    if (rc == 0)
+        rc = wait_file(control, d->kafka_control, sizeof(d->kafka_control), d->procs[d->nprocs - 1].pid, 10000);
     if (rc != 0)
         fprintf(stderr, "crmctl dev: embedded Kafka did not start; see %s/log/kafka.log\n", d->dir);
     return rc;
@@ -413,19 +555,61 @@ static int smtp_start(dev_ctx_t *d)
      * and the tests can show real SMTP failures; the password travels in the
      * environment, not the process list. */
     const char *sink = getenv("CRM_DEV_SMTP_SINK");
-    char *argv[] = {"/usr/bin/python3", script, "--host", "127.0.0.1", "--port", port, "--maildir", maildir,
-                    "--tls-cert", cert, "--tls-key", key, "--auth-user", "crm", "--fail-rcpt-prefix", "fail",
-                    sink && strcmp(sink, "1") == 0 ? "--sink" : NULL, NULL};
+    const char *storm = getenv("CRM_DEV_STORM_SMTP");
+    const char *seed = getenv("CRM_DEV_STORM_SEED");
+    char accepted[PATH_MAX + 32];
+    snprintf(accepted, sizeof(accepted), "%s/accepted.log", smtpdir);
+    /* One log per fleet: the chaos tests count what this run accepted. */
+    unlink(accepted);
+    char *argv[24] = {"/usr/bin/python3", script, "--host", "127.0.0.1", "--port", port, "--maildir", maildir,
+                      "--tls-cert", cert, "--tls-key", key, "--auth-user", "crm", "--fail-rcpt-prefix", "fail",
+                      "--accepted-log", accepted, NULL};
+    int n = 18;
+    if (sink && strcmp(sink, "1") == 0)
+        argv[n++] = "--sink";
+    if (storm && *storm) {
+        argv[n++] = "--storm";
+        argv[n++] = (char *)storm;
+    }
+    if (seed && *seed) {
+        argv[n++] = "--storm-seed";
+        argv[n++] = (char *)seed;
+    }
+    argv[n] = NULL;
     char pass_env[64];
     snprintf(pass_env, sizeof(pass_env), "SMTP_SANDBOX_PASSWORD=%s", d->smtp_password);
     char *env[] = {pass_env, NULL};
-    int rc = spawn_daemon(d, "smtp", argv, env);
+    int rc = spawn_daemon(d, "smtp", argv, env, "tcp", d->smtp_port);
     if (rc != 0)
         return rc;
     rc = wait_tcp(d->smtp_port, d->procs[d->nprocs - 1].pid, 20000);
     if (rc != 0)
         fprintf(stderr, "crmctl dev: SMTP sandbox did not start; see %s/log/smtp.log\n", d->dir);
     return rc;
+}
+
+/* Appends the storm options of a sandbox (--storm from the variable named
+ * storm_var, and the shared CRM_DEV_STORM_SEED, _RETRY_AFTER_S and
+ * _TIMEOUT_MS) to argv at *n; the values stay in the environment. */
+static void storm_args(char **argv, int *n, const char *storm_var)
+{
+    static const struct {
+        const char *var, *flag;
+    } OPTS[] = {{"CRM_DEV_STORM_SEED", "--storm-seed"},
+                {"CRM_DEV_STORM_RETRY_AFTER_S", "--storm-retry-after-s"},
+                {"CRM_DEV_STORM_TIMEOUT_MS", "--storm-timeout-ms"}};
+    const char *storm = getenv(storm_var);
+    if (!storm || !*storm)
+        return;
+    argv[(*n)++] = "--storm";
+    argv[(*n)++] = (char *)storm;
+    for (size_t i = 0; i < sizeof(OPTS) / sizeof(OPTS[0]); i++) {
+        const char *v = getenv(OPTS[i].var);
+        if (v && *v) {
+            argv[(*n)++] = (char *)OPTS[i].flag;
+            argv[(*n)++] = (char *)v;
+        }
+    }
 }
 
 /* The Twilio sandbox: checks every Messages API request against Twilio's
@@ -444,20 +628,23 @@ static int twilio_sandbox_start(dev_ctx_t *d)
     char token_env[64];
     snprintf(token_env, sizeof(token_env), "TWILIO_SANDBOX_AUTH_TOKEN=%s", d->twilio_token);
     char *env[] = {token_env, NULL};
-    char *argv[] = {bin, "--host", "127.0.0.1", "--port", port, "--account-sid", d->twilio_sid, "--spec", spec,
-                    "--callbacks", NULL};
-    int rc = spawn_daemon(d, "sandbox-twilio", argv, env);
+    char *argv[24] = {bin, "--host", "127.0.0.1", "--port", port, "--account-sid", d->twilio_sid, "--spec", spec,
+                      "--callbacks", NULL};
+    int n = 10;
+    storm_args(argv, &n, "CRM_DEV_STORM_TWILIO");
+    argv[n] = NULL;
+    int rc = spawn_daemon(d, "sandbox-twilio", argv, env, "http", d->twilio_port);
     if (rc != 0)
         return rc;
     return wait_ready(d, &d->procs[d->nprocs - 1], d->twilio_port, 30000);
 }
 
-/* Reads <dir>/data.key, creating it with a random 64-hex-character key on
- * first use, and writes "CRM_DATA_KEY=<key>" into out. */
-static int dev_data_key(const dev_ctx_t *d, char *out, size_t outlen)
+/* Reads <dir>/<file>, creating it with a random 64-hex-character key on
+ * first use, and writes "<var>=<key>" into out. */
+static int dev_persistent_key(const dev_ctx_t *d, const char *file, const char *var, char *out, size_t outlen)
 {
-    char path[DEV_DIR_MAX + 16], key[80] = "";
-    snprintf(path, sizeof(path), "%s/data.key", d->dir);
+    char path[DEV_DIR_MAX + 32], key[80] = "";
+    snprintf(path, sizeof(path), "%s/%s", d->dir, file);
     FILE *f = fopen(path, "r");
     if (f) {
         if (!fgets(key, sizeof(key), f))
@@ -476,8 +663,16 @@ static int dev_data_key(const dev_ctx_t *d, char *out, size_t outlen)
         if (w != (ssize_t)strlen(key))
             return CMN_ERR_IO;
     }
-    snprintf(out, outlen, "CRM_DATA_KEY=%s", key);
+    snprintf(out, outlen, "%s=%s", var, key);
     return 0;
+}
+
+/* The data key keys the phone-number hashes of the conversations table and
+ * the tracking key signs the links in sent emails, so both stay the same
+ * across dev up runs. */
+static int dev_data_key(const dev_ctx_t *d, char *out, size_t outlen)
+{
+    return dev_persistent_key(d, "data.key", "CRM_DATA_KEY", out, outlen);
 }
 
 /* The Meta sandbox: checks every Cloud API send against Meta's official
@@ -489,14 +684,22 @@ static int meta_sandbox_start(dev_ctx_t *d)
     snprintf(bin, sizeof(bin), "%s/tools/sandbox-meta/crm-sandbox-meta", d->bin_dir);
     snprintf(examples, sizeof(examples), "%s/tools/sandbox-meta/oracles/cloud_api_examples.json", d->source_dir);
     snprintf(port, sizeof(port), "%d", d->meta_port);
-    if (random_hex(d->meta_token, 16) != 0)
+    if (random_hex(d->meta_token, 16) != 0 || random_hex(d->meta_app_secret, 16) != 0 ||
+        random_hex(d->wa_verify_token, 16) != 0)
         return CMN_ERR_IO;
-    char token_env[64];
+    char token_env[64], secret_env[64], hook[96];
     snprintf(token_env, sizeof(token_env), "META_SANDBOX_ACCESS_TOKEN=%s", d->meta_token);
-    char *env[] = {token_env, NULL};
-    char *argv[] = {bin, "--host", "127.0.0.1", "--port", port, "--examples", examples, "--api-version", "v23.0",
-                    "--phone-number-id", "106540352242922", NULL};
-    int rc = spawn_daemon(d, "sandbox-meta", argv, env);
+    snprintf(secret_env, sizeof(secret_env), "META_SANDBOX_APP_SECRET=%s", d->meta_app_secret);
+    /* Status webhooks go to the receiver's port even before it is built:
+     * a refused post is logged by the sandbox and harms nothing. */
+    snprintf(hook, sizeof(hook), "http://127.0.0.1:%d/meta/webhook", d->webhook_port);
+    char *env[] = {token_env, secret_env, NULL};
+    char *argv[28] = {bin, "--host", "127.0.0.1", "--port", port, "--examples", examples, "--api-version", "v23.0",
+                      "--phone-number-id", "106540352242922", "--webhook-url", hook, NULL};
+    int n = 13;
+    storm_args(argv, &n, "CRM_DEV_STORM_META");
+    argv[n] = NULL;
+    int rc = spawn_daemon(d, "sandbox-meta", argv, env, "http", d->meta_port);
     if (rc != 0)
         return rc;
     return wait_ready(d, &d->procs[d->nprocs - 1], d->meta_port, 30000);
@@ -541,7 +744,7 @@ static int service_start(dev_ctx_t *d, const char *name, const char *subdir, int
     env[n] = NULL;
     char *argv[] = {bin, NULL};
     /* putenv keeps pointers, and the child gets copies of this stack at fork. */
-    int rc = spawn_daemon(d, name, argv, env);
+    int rc = spawn_daemon(d, name, argv, env, "http", port);
     if (rc != 0)
         return rc;
     return wait_ready(d, &d->procs[d->nprocs - 1], port, 60000);
@@ -570,6 +773,39 @@ static int write_env(const dev_ctx_t *d)
     fprintf(f, "CRM_WHATSAPP_WORKER_URL='http://127.0.0.1:%d'\n", d->whatsapp_port);
     fprintf(f, "CRM_META_SANDBOX_URL='http://127.0.0.1:%d'\n", d->meta_port);
     fprintf(f, "CRM_EXTERNAL_KAFKA='%d'\n", d->external_kafka);
+    fprintf(f, "CRM_WEBHOOK_URL='http://127.0.0.1:%d'\n", d->webhook_port);
+    fprintf(f, "CRM_WEBHOOK_RECEIVER='%d'\n", d->has_receiver);
+    fprintf(f, "CRM_SMTP_ACCEPTED_LOG='%s/smtp/accepted.log'\n", d->dir);
+    fprintf(f, "CRM_DEV_SECRETS='%s/secrets.env'\n", d->dir);
+    if (d->kafka_control[0] != '\0')
+        fprintf(f, "CRM_DEV_KAFKA_CONTROL='%s'\n", d->kafka_control);
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        return CMN_ERR_IO;
+    return 0;
+}
+
+/* <dir>/secrets.env, mode 0600: the made-up provider credentials of this
+ * fleet, for tests and tools that must sign webhooks or call a sandbox. */
+static int write_secrets(const dev_ctx_t *d)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 8];
+    dev_path(d, path, sizeof(path), "secrets.env");
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return CMN_ERR_IO;
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        return CMN_ERR_IO;
+    }
+    fprintf(f, "# Written by `crmctl dev up`: the sandboxes' made-up credentials (never real ones).\n");
+    fprintf(f, "TWILIO_ACCOUNT_SID='%s'\n", d->twilio_sid);
+    fprintf(f, "TWILIO_AUTH_TOKEN='%s'\n", d->twilio_token);
+    fprintf(f, "WHATSAPP_ACCESS_TOKEN='%s'\n", d->meta_token);
+    fprintf(f, "WHATSAPP_APP_SECRET='%s'\n", d->meta_app_secret);
+    fprintf(f, "WHATSAPP_WEBHOOK_VERIFY_TOKEN='%s'\n", d->wa_verify_token);
+    fprintf(f, "SMTP_PASSWORD='%s'\n", d->smtp_password);
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         return CMN_ERR_IO;
     return 0;
@@ -637,6 +873,7 @@ static int dev_init(dev_ctx_t *d)
     d->projector_port = d->port_base + 3;
     d->sms_port = d->port_base + 4;
     d->whatsapp_port = d->port_base + 5;
+    d->webhook_port = d->port_base + 6;
     d->pg_port = d->port_base + 10;
     d->smtp_port = d->port_base + 11;
     d->twilio_port = d->port_base + 12;
@@ -686,6 +923,8 @@ static int dev_up(dev_ctx_t *d)
         goto out;
     }
     printf("  kafka       %s%s\n", d->brokers, d->external_kafka ? " (external)" : " (embedded mock cluster)");
+    if (d->kafka_control[0] != '\0')
+        printf("              fault injection on %s (docs/chaos.md)\n", d->kafka_control);
     fflush(stdout);
 
     if (ext_pg && *ext_pg) {
@@ -733,8 +972,9 @@ static int dev_up(dev_ctx_t *d)
     snprintf(twilio_token, sizeof(twilio_token), "TWILIO_AUTH_TOKEN=%s", d->twilio_token);
     /* The sandbox has no carrier limits; a long code's 1 msg/s would make
      * the demo wait minutes, so development raises it (production keeps 1). */
+    /* [6] is the StatusCallback URL, set below. */
     char *sms_env[] = {twilio_url, twilio_sid, twilio_token, "TWILIO_PHONE_NUMBER=+14155550100",
-                       "SMS_RATE_PER_SECOND=50", "SMS_RATE_BURST=10", NULL};
+                       "SMS_RATE_PER_SECOND=50", "SMS_RATE_BURST=10", NULL, NULL};
     if (meta_sandbox_start(d) != 0) {
         rc = 1;
         goto out;
@@ -751,11 +991,36 @@ static int dev_up(dev_ctx_t *d)
         rc = 1;
         goto out;
     }
+    char tracking_key[96];
+    if (dev_persistent_key(d, "tracking.key", "CRM_TRACKING_KEY", tracking_key, sizeof(tracking_key)) != 0) {
+        rc = 1;
+        goto out;
+    }
+    /* The status callbacks point at the webhook receiver's port whether or
+     * not it is built yet: the sandboxes then log a refused post, and the
+     * URL still carries the communication id they count duplicates by. */
+    char sms_callback[128], wa_callback[128];
+    snprintf(sms_callback, sizeof(sms_callback), "SMS_STATUS_CALLBACK_URL=http://127.0.0.1:%d/twilio/status",
+             d->webhook_port);
+    snprintf(wa_callback, sizeof(wa_callback), "TWILIO_STATUS_CALLBACK_URL=http://127.0.0.1:%d/twilio/status",
+             d->webhook_port);
+    sms_env[6] = sms_callback;
     char *wa_env[] = {"WHATSAPP_PROVIDER=meta", meta_url, "WHATSAPP_API_VERSION=v23.0",
-                      "WHATSAPP_PHONE_NUMBER_ID=106540352242922", meta_token, data_key, NULL};
+                      "WHATSAPP_PHONE_NUMBER_ID=106540352242922", meta_token, data_key, wa_callback, NULL};
+    char public_url[96], app_secret[80], verify_token[80];
+    snprintf(public_url, sizeof(public_url), "WEBHOOK_PUBLIC_URL=http://127.0.0.1:%d", d->webhook_port);
+    snprintf(app_secret, sizeof(app_secret), "WHATSAPP_APP_SECRET=%s", d->meta_app_secret);
+    snprintf(verify_token, sizeof(verify_token), "WHATSAPP_WEBHOOK_VERIFY_TOKEN=%s", d->wa_verify_token);
+    char *receiver_env[] = {public_url, twilio_token, app_secret, verify_token, data_key, tracking_key,
+                            "SMS_HELP_TEXT=Acme CRM: reply STOP to unsubscribe, START to subscribe again.", NULL};
+    char receiver_bin[PATH_MAX + 64];
+    snprintf(receiver_bin, sizeof(receiver_bin), "%s/services/webhook-receiver/crm-webhook-receiver", d->bin_dir);
+    d->has_receiver = access(receiver_bin, X_OK) == 0;
     char *router_env[] = {"ROUTER_ENABLED_CHANNELS=email,sms,whatsapp", NULL};
     if (service_start(d, "projector", "projector", d->projector_port, NULL) != 0 ||
         service_start(d, "router", "router", d->router_port, router_env) != 0 ||
+        (d->has_receiver &&
+         service_start(d, "webhook-receiver", "webhook-receiver", d->webhook_port, receiver_env) != 0) ||
         service_start(d, "email-worker", "email-worker", d->email_port, email_env) != 0 ||
         service_start(d, "sms-worker", "sms-worker", d->sms_port, sms_env) != 0 ||
         service_start(d, "whatsapp-worker", "whatsapp-worker", d->whatsapp_port, wa_env) != 0 ||
@@ -764,9 +1029,13 @@ static int dev_up(dev_ctx_t *d)
         goto out;
     }
     printf("  services    ingest :%d, router :%d, email-worker :%d, sms-worker :%d, whatsapp-worker :%d,"
-           " projector :%d\n",
+           " projector :%d",
            d->ingest_port, d->router_port, d->email_port, d->sms_port, d->whatsapp_port, d->projector_port);
-    if (write_env(d) != 0) {
+    if (d->has_receiver)
+        printf(", webhook-receiver :%d\n", d->webhook_port);
+    else
+        printf("\n  (crm-webhook-receiver is not built: no webhooks are received)\n");
+    if (write_env(d) != 0 || write_secrets(d) != 0) {
         fprintf(stderr, "crmctl dev: cannot write %s/env\n", d->dir);
         rc = 1;
         goto out;
@@ -796,6 +1065,8 @@ static int dev_down(dev_ctx_t *d)
     unlink(path);
     dev_path(d, path, sizeof(path), "env");
     unlink(path);
+    dev_path(d, path, sizeof(path), "secrets.env");
+    unlink(path);
     printf("crmctl dev: %s\n", had ? "down" : "nothing was running");
     return 0;
 }
@@ -815,12 +1086,148 @@ static int dev_status(dev_ctx_t *d)
     return down ? 1 : 0;
 }
 
+/* The PostgreSQL port dev up used, from run/postgres.spec (so a restart
+ * does not depend on CRM_DEV_PORT_BASE being set the same way). */
+static int pg_port_from_spec(dev_ctx_t *d)
+{
+    dev_spec_t sp;
+    if (read_spec(d, "postgres", &sp) != 0)
+        return CMN_ERR_NOTFOUND;
+    d->pg_port = sp.port;
+    spec_free(&sp);
+    return 0;
+}
+
+static int find_proc(const dev_ctx_t *d, const char *name)
+{
+    for (int i = 0; i < d->nprocs; i++) {
+        if (strcmp(d->procs[i].name, name) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static int wait_gone(pid_t pid, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 50) {
+        if (!pid_alive(pid))
+            return 0;
+        usleep(50 * 1000);
+    }
+    return pid_alive(pid) ? CMN_ERR_TIMEOUT : 0;
+}
+
+/* `dev kill NAME`: SIGKILL, no chance to flush or commit anything; for
+ * postgres, an immediate shutdown (every backend quits at once and the next
+ * start runs crash recovery). */
+static int dev_kill(dev_ctx_t *d, const char *name)
+{
+    if (strcmp(name, "postgres") == 0) {
+        char data[PATH_MAX], log_path[PATH_MAX];
+        if (pg_port_from_spec(d) != 0) {
+            fprintf(stderr, "crmctl dev: no private PostgreSQL to kill (external, or not up)\n");
+            return 1;
+        }
+        dev_path(d, data, sizeof(data), "pg/data");
+        dev_path(d, log_path, sizeof(log_path), "log/postgres.log");
+        char *stop[] = {DEV_PG_BIN "/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop", NULL};
+        int rc = pg_run(d, stop, log_path);
+        printf("crmctl dev: postgres %s\n", rc == 0 ? "killed (immediate shutdown)" : "did not stop");
+        return rc == 0 ? 0 : 1;
+    }
+    if (read_pids(d) != 0) {
+        fprintf(stderr, "crmctl dev: not running\n");
+        return 1;
+    }
+    int i = find_proc(d, name);
+    if (i < 0) {
+        fprintf(stderr, "crmctl dev: no process named '%s' in %s/pids\n", name, d->dir);
+        return 2;
+    }
+    pid_t pid = d->procs[i].pid;
+    if (!pid_alive(pid)) {
+        printf("crmctl dev: %s (pid %d) was not running\n", name, (int)pid);
+        return 0;
+    }
+    if (kill(pid, SIGKILL) != 0 || wait_gone(pid, 10000) != 0) {
+        fprintf(stderr, "crmctl dev: could not kill %s (pid %d)\n", name, (int)pid);
+        return 1;
+    }
+    printf("crmctl dev: %s (pid %d) killed\n", name, (int)pid);
+    return 0;
+}
+
+/* `dev restart NAME`: stops it (SIGTERM, SIGKILL after 15 s) if it still
+ * runs and starts it again from its spec, waiting until it is ready. The
+ * new process inherits this command's environment plus the spec's
+ * overrides, so run it with the environment `dev up` had. */
+static int dev_restart(dev_ctx_t *d, const char *name)
+{
+    if (strcmp(name, "postgres") == 0) {
+        if (pg_port_from_spec(d) != 0) {
+            fprintf(stderr, "crmctl dev: no private PostgreSQL to restart (external, or not up)\n");
+            return 1;
+        }
+        pg_stop(d);
+        if (pg_start(d) != 0)
+            return 1;
+        printf("crmctl dev: postgres restarted on 127.0.0.1:%d\n", d->pg_port);
+        return 0;
+    }
+    if (strcmp(name, "kafka") == 0) {
+        /* The mock cluster keeps everything in memory: a new one would be
+         * an empty cluster on another port. */
+        fprintf(stderr, "crmctl dev: the embedded Kafka cannot be restarted (its data lives in memory); use its "
+                        "fault-injection instead (docs/chaos.md)\n");
+        return 2;
+    }
+    if (read_pids(d) != 0) {
+        fprintf(stderr, "crmctl dev: not running\n");
+        return 1;
+    }
+    int i = find_proc(d, name);
+    if (i < 0) {
+        fprintf(stderr, "crmctl dev: no process named '%s' in %s/pids\n", name, d->dir);
+        return 2;
+    }
+    pid_t old = d->procs[i].pid;
+    if (pid_alive(old)) {
+        kill(old, SIGTERM);
+        if (wait_gone(old, 15000) != 0) {
+            kill(old, SIGKILL);
+            wait_gone(old, 5000);
+        }
+    }
+    dev_spec_t sp;
+    if (read_spec(d, name, &sp) != 0) {
+        fprintf(stderr, "crmctl dev: cannot read %s/run/%s.spec\n", d->dir, name);
+        return 1;
+    }
+    int rc = spawn_daemon(d, name, sp.argv, sp.env, sp.ready, sp.port);
+    if (rc == 0 && write_pids(d) != 0)
+        rc = CMN_ERR_IO;
+    if (rc == 0 && strcmp(sp.ready, "http") == 0)
+        rc = wait_ready(d, &d->procs[i], sp.port, 60000);
+    else if (rc == 0 && strcmp(sp.ready, "tcp") == 0)
+        rc = wait_tcp(sp.port, d->procs[i].pid, 20000);
+    spec_free(&sp);
+    if (rc != 0) {
+        fprintf(stderr, "crmctl dev: %s did not come back; see %s/log/%s.log\n", name, d->dir, name);
+        return 1;
+    }
+    printf("crmctl dev: %s restarted (pid %d)\n", name, (int)d->procs[i].pid);
+    return 0;
+}
+
 int crmctl_dev_main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: crmctl dev up | down | status\n"
+        fprintf(stderr, "usage: crmctl dev up | down | status | kill NAME | restart NAME\n"
+                        "  NAME: a process of `dev status`, or postgres\n"
                         "  environment: CRM_DEV_DIR (default <source>/var/dev), CRM_DEV_PORT_BASE (18080),\n"
-                        "  KAFKA_BROKERS / DATABASE_URL to use an existing cluster or database\n");
+                        "  KAFKA_BROKERS / DATABASE_URL to use an existing cluster or database,\n"
+                        "  CRM_DEV_STORM_TWILIO / _META (500=0.3,429=0.1,timeout=0.05), CRM_DEV_STORM_SMTP\n"
+                        "  (451=0.2,drop=0.05), CRM_DEV_STORM_SEED, _RETRY_AFTER_S, _TIMEOUT_MS: provider storms\n");
         return 2;
     }
     dev_ctx_t *d = calloc(1, sizeof(*d));
@@ -837,8 +1244,15 @@ int crmctl_dev_main(int argc, char **argv)
         rc = dev_down(d);
     else if (strcmp(argv[1], "status") == 0)
         rc = dev_status(d);
+    else if ((strcmp(argv[1], "kill") == 0 || strcmp(argv[1], "restart") == 0) && argc != 3) {
+        fprintf(stderr, "usage: crmctl dev %s NAME\n", argv[1]);
+        rc = 2;
+    } else if (strcmp(argv[1], "kill") == 0)
+        rc = dev_kill(d, argv[2]);
+    else if (strcmp(argv[1], "restart") == 0)
+        rc = dev_restart(d, argv[2]);
     else {
-        fprintf(stderr, "crmctl dev: unknown subcommand '%s' (up, down, status)\n", argv[1]);
+        fprintf(stderr, "crmctl dev: unknown subcommand '%s' (up, down, status, kill, restart)\n", argv[1]);
         rc = 2;
     }
     free(d);
