@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the test suites. Modes:
 #   all         unit + integration, then the same under ASan+UBSan, then the
-#               end-to-end suite against a real Apache Kafka 3.9 (KRaft) broker
+#               end-to-end and topic-administration suites against a real
+#               Apache Kafka 3.9 (KRaft) broker
 #   asan        unit + integration under ASan+UBSan only
-#   real-kafka  the end-to-end suite against Apache Kafka 3.9 only
+#   real-kafka  the end-to-end and topic-administration suites against
+#               Apache Kafka 3.9 only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-all}"
@@ -53,6 +55,12 @@ suite_real_kafka() {
   fi
   echo "== end-to-end suite against Apache Kafka 3.9 at 127.0.0.1:$port"
   if ! CRM_TEST_KAFKA_BROKERS="127.0.0.1:$port" "$BUILD/tests/integration_test_e2e" --jobs 1; then
+    status=1
+  fi
+  # `crmctl topics create` against the real broker: partitions and topic
+  # configs read back through the Admin API, a changed config repaired by --fix.
+  echo "== topic administration against Apache Kafka 3.9 at 127.0.0.1:$port"
+  if ! CRM_TEST_KAFKA_BROKERS="127.0.0.1:$port" "$BUILD/tests/integration_test_topics_real" --jobs 1; then
     status=1
   fi
   tools/kafka/stop.sh "$rundir" || true
