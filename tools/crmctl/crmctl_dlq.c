@@ -806,7 +806,8 @@ static void dlq_print_entry(const crmctl_dlq_opts_t *o, const dlq_entry_t *e)
 
 static int dlq_list(dlq_run_t *r)
 {
-    qsort(r->entries, r->n, sizeof(*r->entries), dlq_cmp_time);
+    if (r->n > 1)
+        qsort(r->entries, r->n, sizeof(*r->entries), dlq_cmp_time);
     size_t shown = r->n;
     if (r->o->limit > 0 && (size_t)r->o->limit < shown)
         shown = (size_t)r->o->limit;
@@ -894,7 +895,8 @@ static int dlq_replay(dlq_run_t *r, char *err, size_t errlen)
     char meta[CRMCTL_DLQ_MARKS_MAX + 64];
     int rc = 0;
 
-    qsort(r->entries, r->n, sizeof(*r->entries), dlq_cmp_offset);
+    if (r->n > 1)
+        qsort(r->entries, r->n, sizeof(*r->entries), dlq_cmp_offset);
     if (!r->o->dry_run) {
         cmn_kafka_config_t kc = {.brokers = r->brokers, .client_id = "crmctl-dlq-replay", .log = &r->log};
         prod = cmn_kafka_producer_new(&kc, err, errlen);
