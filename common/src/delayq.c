@@ -282,8 +282,10 @@ static void dq_on_revoke(void *ctx, const char *const *topics, const int32_t *pa
         /* librdkafka keeps an application pause on a partition object
          * across a revoke, so a partition regained later would stay paused
          * with no state here to ever resume it. The next owner reads from
-         * the committed offset, which is at or before the held head. */
-        if (p->paused)
+         * the committed offset, which is at or before the held head. (When
+         * cmn_delayq_stop() closes the consumer it is already detached from
+         * q, and the pause ends with the handle.) */
+        if (p->paused && q->consumer != NULL)
             (void)cmn_kafka_consumer_resume(q->consumer, p->topic, p->partition);
         *p = q->parts[--q->nparts];
     }
