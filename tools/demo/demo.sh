@@ -12,11 +12,10 @@ export CRM_BUILD_DIR="$BUILD"
 
 # The demo runs its own fleet in its own directory (var/demo) on its own ports
 # (18180 and up), so it never stops or pollutes a fleet started with
-# `make dev-up` in var/dev on 18080. The directory is recreated on every run:
-# the embedded Kafka starts empty each time, and a database kept from an
-# earlier run would hold the projector's offsets into the previous cluster,
-# which would make it skip the first records of the new one. For the same
-# reason the demo never uses an outside Kafka or PostgreSQL.
+# `make dev-up` in var/dev on 18080. The directory is recreated on every run,
+# so each run starts from nothing, like the embedded Kafka does: no
+# preferences, claims, mail or consumer offsets of an earlier run. For the
+# same reason the demo never uses an outside Kafka or PostgreSQL.
 export CRM_DEV_DIR="${CRM_DEMO_DIR:-$PWD/var/demo}"
 export CRM_DEV_PORT_BASE="${CRM_DEMO_PORT_BASE:-18180}"
 unset KAFKA_BROKERS DATABASE_URL
