@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 CMAKE_FLAGS ?=
 JOBS ?= 2
 
-.PHONY: all deps build asan-build test test-unit test-integration test-asan test-real-kafka demo bench clean dev-up dev-down
+.PHONY: all deps build asan-build test test-unit test-integration test-asan test-real-kafka demo bench chaos clean dev-up dev-down
 
 all: build
 
@@ -42,6 +42,12 @@ demo: build
 
 bench: build
 	@tools/bench/bench.sh
+
+# The long chaos suite: kills, broker faults, provider storms, a PostgreSQL
+# restart, with more requests than the short version in `make test`; prints
+# its figures (docs/chaos.md).
+chaos: build
+	@BUILD=$(BUILD) tools/chaos/run.sh
 
 dev-up: build
 	@$(BUILD)/tools/crmctl/crmctl dev up

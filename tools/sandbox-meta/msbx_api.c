@@ -573,7 +573,8 @@ static void sandbox_list(msbx_api_t *api, const cmn_http_request_t *req, int acc
     int rc;
     pthread_mutex_lock(&api->lock);
     if (accepted) {
-        const char *map = json_object_to_json_string_ext(api->accepted, JSON_C_TO_STRING_PLAIN);
+        const char *map =
+            json_object_to_json_string_ext(api->accepted, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
         rc = cmn_buf_printf(&resp->body, "{\"accepted\":%lld,\"by_id\":%s}", (long long)api->accepted_total,
                             map != NULL ? map : "{}");
     } else {

@@ -230,9 +230,12 @@ int main(int argc, char **argv)
     cmn_http_config_t hc = {
         .bind_address = o.host,
         .port = (int)o.port,
-        /* Scripted slow answers sleep in their handler thread; enough
-         * threads keep the other requests flowing meanwhile. */
-        .threads = 16,
+        /* Scripted slow answers and storm holds sleep in their handler
+         * thread, which also stalls the other connections libmicrohttpd gave
+         * that thread. A request stalled past the client's time limit and
+         * then accepted is a provider-side duplicate the storm did not mean
+         * to make, so there are many threads and few connections each. */
+        .threads = 64,
         .max_body_bytes = 64 * 1024,
         .max_header_bytes = 16 * 1024,
         .timeout_seconds = 30,

@@ -769,7 +769,8 @@ static void accepted_answer(sbx_api_t *api, const cmn_http_request_t *req, cmn_h
         return;
     }
     pthread_mutex_lock(&api->lock);
-    const char *map = json_object_to_json_string_ext(api->accepted, JSON_C_TO_STRING_PLAIN);
+    const char *map =
+        json_object_to_json_string_ext(api->accepted, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     int rc = cmn_buf_printf(&resp->body, "{\"accepted\":%lld,\"by_id\":%s}", (long long)api->accepted_total,
                             map != NULL ? map : "{}");
     pthread_mutex_unlock(&api->lock);
