@@ -27,8 +27,19 @@ unset KAFKA_BROKERS DATABASE_URL
 # overridden from the caller's environment.
 export RETRY_BASE_MS="${RETRY_BASE_MS:-200}"
 export RETRY_MAX_ATTEMPTS="${RETRY_MAX_ATTEMPTS:-4}"
-export RECEIPT_DEADLINE_CRITICAL_MS="${RECEIPT_DEADLINE_CRITICAL_MS:-4000}"
-export RECEIPT_CHECK_INTERVAL_MS="${RECEIPT_CHECK_INTERVAL_MS:-1000}"
+# Receipt-driven fallback, when this build has it: the services' receipt
+# settings are read from their configuration tables (`--help`), and the
+# critical deadline and the check interval (in ms) are shortened.
+CRM_DEMO_RECEIPT_SETTINGS="$(for s in router sms-worker whatsapp-worker; do
+    "$BUILD/services/$s/crm-$s" --help 2>/dev/null || true
+done | grep -oE '\b([A-Z][A-Z0-9_]*_)?RECEIPT_[A-Z0-9_]+\b' | sort -u | tr '\n' ' ' || true)"
+for v in $CRM_DEMO_RECEIPT_SETTINGS; do
+    case "$v" in
+    *CRITICAL*_MS) export "$v=${!v:-4000}" ;;
+    *INTERVAL*_MS) export "$v=${!v:-1000}" ;;
+    esac
+done
+export CRM_DEMO_RECEIPT_SETTINGS
 
 "$CRMCTL" dev down >/dev/null 2>&1 || true
 if [ -e "$CRM_DEV_DIR" ]; then
