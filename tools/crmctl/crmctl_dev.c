@@ -45,6 +45,7 @@
 #include <curl/curl.h>
 
 #include "crm/err.h"
+#include "crm/pg.h"
 #include "crmctl.h"
 
 #ifndef CRM_DEFAULT_SOURCE_DIR
@@ -881,6 +882,26 @@ static int dev_init(dev_ctx_t *d)
     return 0;
 }
 
+/* The embedded Kafka starts empty every time, but PostgreSQL is kept
+ * between runs, and the projector stores its Kafka positions there
+ * (consumer_offsets). Positions into the previous run's logs would make it
+ * skip the new log's first records (a stored offset that happens to exist
+ * in the new log is taken at its word), so they are forgotten. */
+static int forget_kafka_offsets(const dev_ctx_t *d)
+{
+    char err[256];
+    PGconn *conn = cmn_pg_connect(d->database_url, 10000, err, sizeof(err));
+    if (conn == NULL) {
+        fprintf(stderr, "crmctl dev: PostgreSQL: %s\n", err);
+        return CMN_ERR_DB;
+    }
+    int rc = cmn_pg_exec(conn, "DELETE FROM consumer_offsets", err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "crmctl dev: cannot reset consumer_offsets: %s\n", err);
+    PQfinish(conn);
+    return rc;
+}
+
 static int dev_up(dev_ctx_t *d)
 {
     char path[PATH_MAX];
@@ -938,6 +959,10 @@ static int dev_up(dev_ctx_t *d)
     char *migrate[] = {"migrate", NULL};
     if (run_crmctl(d, "migrate", migrate) != 0) {
         fprintf(stderr, "crmctl dev: migrations failed; see %s/log/migrate.log\n", d->dir);
+        rc = 1;
+        goto out;
+    }
+    if (!d->external_kafka && forget_kafka_offsets(d) != 0) {
         rc = 1;
         goto out;
     }
