@@ -197,6 +197,58 @@ cleanup:
     return rc;
 }
 
+int cmn_delay_plan_watch(int64_t now_ms, int64_t due_at_ms, cmn_channel_t target, cmn_delay_hop_t *out)
+{
+    int rc = 0;
+    if (out == NULL) {
+        return CMN_ERR_INVALID;
+    }
+    memset(out, 0, sizeof *out);
+    if (!valid_channel(target) || due_at_ms <= 0 || due_at_ms > CMN_DELAY_MAX_DUE_AT_MS) {
+        rc = CMN_ERR_INVALID;
+        goto cleanup;
+    }
+    snprintf(out->due_at, sizeof out->due_at, "%lld", (long long)due_at_ms);
+    rc = put_name(out->target, sizeof out->target,
+                  snprintf(out->target, sizeof out->target, "crm.send.%s", cmn_channel_name(target)));
+    if (rc != 0) {
+        goto cleanup;
+    }
+    /* An already due watch still goes through a tier (the smallest, which
+     * releases it at its due time, i.e. at once): only the defer consumer
+     * asks the guard, and a watch that skipped it would send the fallback
+     * whatever the receipt said. */
+    int64_t wait = due_at_ms > now_ms ? due_at_ms - now_ms : 0;
+    rc = cmn_delay_choose_tier(CMN_DELAY_DEFER, wait, &out->tier);
+    if (rc != 0) {
+        goto cleanup;
+    }
+    rc = cmn_delay_topic_name(CMN_DELAY_DEFER, CMN_CHANNEL_NONE, out->tier, out->topic, sizeof out->topic);
+
+cleanup:
+    if (rc != 0) {
+        memset(out, 0, sizeof *out);
+    }
+    return rc;
+}
+
+/* 1 when target[0..len) is exactly crm.send.<a real channel>. */
+static int is_send_topic(const char *target, size_t len)
+{
+    static const char prefix[] = "crm.send.";
+    char name[16];
+    size_t plen = sizeof prefix - 1;
+    if (len <= plen || len - plen >= sizeof name || memcmp(target, prefix, plen) != 0) {
+        return 0;
+    }
+    memcpy(name, target + plen, len - plen);
+    name[len - plen] = '\0';
+    /* cmn_channel_parse() is the spelling check; the round trip refuses any
+     * alias or case variant it might accept. */
+    cmn_channel_t c = cmn_channel_parse(name);
+    return valid_channel(c) && strcmp(cmn_channel_name(c), name) == 0;
+}
+
 /* Writes "<header>: <why>" into reason (when given) and returns
  * CMN_ERR_INVALID, so every failure below is one line. */
 static int bad_header(char *reason, size_t reasonlen, const char *header, const char *why)
@@ -269,15 +321,28 @@ int cmn_delay_headers_parse(const cmn_delay_topic_t *source, const void *due_at,
         return bad_header(reason, reasonlen, CMN_DELAY_HDR_TARGET, "is missing");
     }
     /* Exact bytes: the value must be the one target this tier feeds, so a
-     * crafted header cannot move a message to another channel or topic. */
-    if (target_len != strlen(want) || memcmp(target, want, target_len) != 0) {
-        char why_buf[96];
-        snprintf(why_buf, sizeof why_buf, "must be %s for a record on this topic", want);
-        return bad_header(reason, reasonlen, CMN_DELAY_HDR_TARGET, why_buf);
+     * crafted header cannot move a message to another channel or topic. The
+     * defer tiers also carry receipt watches bound for crm.send.<channel>;
+     * those are delivered only through the consumer's guard. */
+    if (target_len == strlen(want) && memcmp(target, want, target_len) == 0) {
+        out->due_at_ms = due;
+        memcpy(out->target, want, sizeof out->target);
+        return 0;
     }
-    out->due_at_ms = due;
-    memcpy(out->target, want, sizeof out->target);
-    return 0;
+    if (source->kind == CMN_DELAY_DEFER && is_send_topic(target, target_len)) {
+        out->due_at_ms = due;
+        memcpy(out->target, target, target_len);
+        out->target[target_len] = '\0';
+        out->alternate = 1;
+        return 0;
+    }
+    char why_buf[96];
+    if (source->kind == CMN_DELAY_DEFER) {
+        snprintf(why_buf, sizeof why_buf, "must be %s or crm.send.<channel> for a record on this topic", want);
+    } else {
+        snprintf(why_buf, sizeof why_buf, "must be %s for a record on this topic", want);
+    }
+    return bad_header(reason, reasonlen, CMN_DELAY_HDR_TARGET, why_buf);
 }
 
 int cmn_delay_next_step(const cmn_delay_topic_t *source, int64_t entered_at_ms, int64_t due_at_ms,

@@ -56,8 +56,8 @@
 #define REASON_MAX 160
 
 /* Outcomes counted per tier. */
-enum { OUT_DELIVERED = 0, OUT_REDELAYED, OUT_DLQ, OUT_DROPPED, OUT_N };
-static const char *const outcome_names[OUT_N] = {"delivered", "redelayed", "dlq", "dropped"};
+enum { OUT_DELIVERED = 0, OUT_REDELAYED, OUT_DLQ, OUT_DROPPED, OUT_RECHECKED, OUT_N };
+static const char *const outcome_names[OUT_N] = {"delivered", "redelayed", "dlq", "dropped", "rechecked"};
 
 /* What the loop does with one record. */
 typedef enum dq_kind {
@@ -65,15 +65,18 @@ typedef enum dq_kind {
     DQ_REDELAY,     /* produce to the tier for the remaining wait */
     DQ_DLQ,         /* bad headers: produce to crm.dlq with the reason */
     DQ_DROP,        /* the guard said no: commit without producing */
-    DQ_HOLD         /* not released (or the guard cannot decide): hold the partition */
+    DQ_HOLD,        /* not released (or the guard cannot decide): hold the partition */
+    DQ_RECHECK      /* the guard said not yet: produce it again, due later, to a tier */
 } dq_kind_t;
 
 typedef struct dq_decision {
     dq_kind_t kind;
-    char topic[CMN_DELAY_TOPIC_MAX]; /* DELIVER: the target; REDELAY: the tier topic */
+    char topic[CMN_DELAY_TOPIC_MAX]; /* DELIVER: the target; REDELAY, RECHECK: the tier topic */
     int64_t due_at_ms;               /* 0 when the headers did not parse */
     int64_t ready_at_ms;             /* HOLD: wall clock instant to look again */
+    char recheck_due[CMN_DELAY_DUE_AT_MAX]; /* RECHECK: the new x-crm-due-at */
     char reason[REASON_MAX];         /* DLQ */
+    cmn_delayq_guard_out_t gout;     /* the guard's answer; DELIVER produces its extras */
 } dq_decision_t;
 
 /* One assigned partition of a tier topic. */
@@ -145,6 +148,74 @@ struct cmn_delayq {
 static const double lateness_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
 
 /* ------------------------------------------------------------- helpers */
+
+static void *dq_memdup(const void *p, size_t n)
+{
+    /* One byte more, so a copied string is also NUL-terminated. */
+    char *d = malloc(n + 1);
+    if (d == NULL)
+        return NULL;
+    if (n > 0)
+        memcpy(d, p, n);
+    d[n] = '\0';
+    return d;
+}
+
+static void dq_extra_free(cmn_delayq_extra_t *e)
+{
+    free(e->topic);
+    free(e->key);
+    free(e->value);
+    for (size_t i = 0; i < e->nheaders; i++) {
+        free((void *)e->headers[i].name);
+        free((void *)e->headers[i].value);
+    }
+    memset(e, 0, sizeof(*e));
+}
+
+int cmn_delayq_guard_add(cmn_delayq_guard_out_t *out, const char *topic, const void *key, size_t key_len,
+                         const void *value, size_t value_len, const cmn_kafka_header_t *headers, size_t nheaders)
+{
+    if (out == NULL || topic == NULL || (headers == NULL && nheaders > 0) || (key == NULL && key_len > 0) ||
+        (value == NULL && value_len > 0))
+        return CMN_ERR_INVALID;
+    if (out->n_extra >= CMN_DELAYQ_EXTRA_MAX || nheaders > CMN_DELAYQ_EXTRA_HEADERS_MAX)
+        return CMN_ERR_OVERFLOW;
+    cmn_delayq_extra_t e;
+    memset(&e, 0, sizeof(e));
+    e.topic = dq_memdup(topic, strlen(topic));
+    e.key = key != NULL ? dq_memdup(key, key_len) : NULL;
+    e.key_len = key_len;
+    e.value = value != NULL ? dq_memdup(value, value_len) : NULL;
+    e.value_len = value_len;
+    int oom = e.topic == NULL || (key != NULL && e.key == NULL) || (value != NULL && e.value == NULL);
+    for (size_t i = 0; i < nheaders && !oom; i++) {
+        if (headers[i].name == NULL || (headers[i].value == NULL && headers[i].value_len > 0)) {
+            dq_extra_free(&e);
+            return CMN_ERR_INVALID;
+        }
+        cmn_kafka_header_t *h = &e.headers[e.nheaders++];
+        h->name = dq_memdup(headers[i].name, strlen(headers[i].name));
+        h->value = headers[i].value != NULL ? dq_memdup(headers[i].value, headers[i].value_len) : NULL;
+        h->value_len = headers[i].value_len;
+        oom = h->name == NULL || (headers[i].value != NULL && h->value == NULL);
+    }
+    if (oom) {
+        dq_extra_free(&e);
+        return CMN_ERR_NOMEM;
+    }
+    out->extra[out->n_extra++] = e;
+    return 0;
+}
+
+void cmn_delayq_guard_out_clear(cmn_delayq_guard_out_t *out)
+{
+    if (out == NULL)
+        return;
+    for (size_t i = 0; i < out->n_extra && i < CMN_DELAYQ_EXTRA_MAX; i++)
+        dq_extra_free(&out->extra[i]);
+    memset(out, 0, sizeof(*out));
+}
 
 static void dq_count(cmn_counter_t *c, uint64_t v)
 {
@@ -342,15 +413,110 @@ static void dq_decide(cmn_delayq_t *q, const dq_part_t *p, const cmn_kafka_messa
     snprintf(d->topic, sizeof d->topic, "%s", h.target);
     size_t guard_len = 0;
     const void *guard = cmn_kafka_message_header(rec, CMN_HDR_GUARD, &guard_len);
+    if (h.alternate && guard == NULL) {
+        /* Only a guard may hand a record to anything but the family's own
+         * target: without one a crafted header could send anything to any
+         * channel. */
+        snprintf(d->reason, sizeof d->reason, CMN_HDR_GUARD ": is missing, and %s is not %s's own target", h.target,
+                 q->family);
+        d->kind = DQ_DLQ;
+        return;
+    }
+    if (h.alternate && q->cfg.guard == NULL) {
+        snprintf(d->reason, sizeof d->reason,
+                 CMN_HDR_GUARD ": this consumer has no guard, so it cannot deliver a record bound for %s", h.target);
+        d->kind = DQ_DLQ;
+        return;
+    }
     if (guard == NULL || q->cfg.guard == NULL)
         return;
-    cmn_delayq_verdict_t v = q->cfg.guard(q->cfg.guard_ctx, rec, guard, guard_len);
-    if (v == CMN_DELAYQ_DROP) {
+    cmn_delayq_verdict_t v = q->cfg.guard(q->cfg.guard_ctx, rec, guard, guard_len, &d->gout);
+    if (v != CMN_DELAYQ_DELIVER) {
+        /* Extras go only with a delivery; what else the guard said is in
+         * plain members, which the clear keeps. */
+        int64_t at = d->gout.recheck_at_ms;
+        char why[sizeof d->gout.reason];
+        memcpy(why, d->gout.reason, sizeof why);
+        cmn_delayq_guard_out_clear(&d->gout);
+        d->gout.recheck_at_ms = at;
+        memcpy(d->gout.reason, why, sizeof why);
+        d->gout.reason[sizeof d->gout.reason - 1] = '\0';
+    }
+    if (v == CMN_DELAYQ_REJECT) {
+        dq_dlq(d, d->gout.reason[0] != '\0' ? d->gout.reason : CMN_HDR_GUARD ": the guard refused the record");
+    } else if (v == CMN_DELAYQ_DROP) {
         d->kind = DQ_DROP;
     } else if (v == CMN_DELAYQ_RETRY) {
         d->kind = DQ_HOLD;
         d->ready_at_ms = now_ms + DELAYQ_RETRY_MS;
+    } else if (v == CMN_DELAYQ_RECHECK) {
+        int64_t at = d->gout.recheck_at_ms;
+        /* A recheck not in the future (or not a real instant) would come
+         * straight back; it is taken as "in a second". */
+        if (at <= now_ms || at > CMN_DELAY_MAX_DUE_AT_MS)
+            at = now_ms + DELAYQ_RETRY_MS;
+        size_t tier = 0;
+        d->kind = DQ_RECHECK;
+        snprintf(d->recheck_due, sizeof d->recheck_due, "%" PRId64, at);
+        if (cmn_delay_choose_tier(p->src.kind, at - now_ms, &tier) != 0 ||
+            cmn_delay_topic_name(p->src.kind, p->src.channel, tier, d->topic, sizeof d->topic) != 0) {
+            /* Cannot happen for a parsed tier topic; holding is safe. */
+            d->kind = DQ_HOLD;
+            d->ready_at_ms = now_ms + DELAYQ_RETRY_MS;
+        }
+    } else if (v != CMN_DELAYQ_DELIVER) {
+        d->kind = DQ_HOLD;
+        d->ready_at_ms = now_ms + DELAYQ_RETRY_MS;
     }
+}
+
+/* Produces rec again to topic, key, value and headers unchanged but for
+ * x-crm-due-at, which becomes due (a RECHECK). */
+static int dq_forward_due(cmn_delayq_t *q, cmn_kafka_batch_t *kb, const char *topic, const cmn_kafka_message_t *rec,
+                          const char *due)
+{
+    cmn_kafka_header_t *h = NULL;
+    size_t nh = 0;
+    const char *name;
+    const void *val;
+    size_t len;
+    int rc = 0;
+    while (cmn_kafka_message_header_at(rec, nh, &name, &val, &len) == 0)
+        nh++;
+    h = calloc(nh + 1, sizeof(*h));
+    if (h == NULL)
+        return CMN_ERR_NOMEM;
+    int replaced = 0;
+    for (size_t i = 0; i < nh; i++) {
+        rc = cmn_kafka_message_header_at(rec, i, &h[i].name, &h[i].value, &h[i].value_len);
+        if (rc != 0)
+            goto cleanup;
+        if (strcmp(h[i].name, CMN_DELAY_HDR_DUE_AT) == 0) {
+            h[i].value = due;
+            h[i].value_len = strlen(due);
+            replaced = 1;
+        }
+    }
+    /* A record due now always had the header (it parsed); kept for safety. */
+    if (!replaced)
+        h[nh++] = (cmn_kafka_header_t){CMN_DELAY_HDR_DUE_AT, due, strlen(due)};
+    rc = cmn_kafka_produce_in_batch(q->producer, kb, topic, rec->key, rec->key_len, rec->value, rec->value_len, h, nh);
+cleanup:
+    free(h);
+    return rc;
+}
+
+/* Produces the guard's extra records of a delivery. */
+static int dq_produce_extras(cmn_delayq_t *q, cmn_kafka_batch_t *kb, const cmn_delayq_guard_out_t *gout)
+{
+    for (size_t i = 0; i < gout->n_extra; i++) {
+        const cmn_delayq_extra_t *e = &gout->extra[i];
+        int rc = cmn_kafka_produce_in_batch(q->producer, kb, e->topic, e->key, e->key_len, e->value, e->value_len,
+                                            e->headers, e->nheaders);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 /* --------------------------------------------------------------- batch */
@@ -423,6 +589,11 @@ static void dq_report_done(cmn_delayq_t *q)
             dq_log_rec(q, CMN_LOG_INFO, e->rec, kv, "delay queue: dropped by the guard");
             break;
         }
+        case OUT_RECHECKED: {
+            const char *kv[] = {"to", e->to, "tier", tier, NULL};
+            dq_log_rec(q, CMN_LOG_DEBUG, e->rec, kv, "delay queue: the guard asked to look again later");
+            break;
+        }
         default:
             break; /* DLQ records were logged with their reason when queued */
         }
@@ -486,6 +657,12 @@ static void dq_handle_batch(cmn_delayq_t *q, const cmn_kafka_message_t *msgs, in
         case DQ_DELIVER:
             outcome = OUT_DELIVERED;
             rc = cmn_kafka_forward_in_batch(q->producer, &kb, d.topic, rec);
+            if (rc == 0)
+                rc = dq_produce_extras(q, &kb, &d.gout);
+            break;
+        case DQ_RECHECK:
+            outcome = OUT_RECHECKED;
+            rc = dq_forward_due(q, &kb, d.topic, rec, d.recheck_due);
             break;
         case DQ_REDELAY:
             outcome = OUT_REDELAYED;
@@ -501,6 +678,7 @@ static void dq_handle_batch(cmn_delayq_t *q, const cmn_kafka_message_t *msgs, in
         case DQ_DROP:
             break;
         }
+        cmn_delayq_guard_out_clear(&d.gout);
         if (rc != 0) {
             failed = 1;
             snprintf(err, sizeof err, "cannot queue a produce: %s", cmn_strerror(rc));

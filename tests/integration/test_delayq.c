@@ -506,8 +506,10 @@ typedef struct guard_ctx {
     int calls;
 } guard_ctx_t;
 
-static cmn_delayq_verdict_t test_guard(void *vctx, const cmn_kafka_message_t *rec, const char *value, size_t len)
+static cmn_delayq_verdict_t test_guard(void *vctx, const cmn_kafka_message_t *rec, const char *value, size_t len,
+                                       cmn_delayq_guard_out_t *out)
 {
+    (void)out;
     guard_ctx_t *g = vctx;
     cmn_delayq_verdict_t v = CMN_DELAYQ_DELIVER;
     pthread_mutex_lock(&g->mu);
@@ -557,6 +559,179 @@ Test(delayq, guard_drops_delivers_and_retries, .timeout = 120)
     cmn_delayq_destroy(q);
     r = take(f.brokers, "crm.send.sms", 4, 1500, &n);
     cr_assert_eq(n, 3, "the dropped record was delivered after all");
+    recs_free(r, n);
+    pthread_mutex_destroy(&g.mu);
+    fixture_stop(&f);
+}
+
+/* A guard like the router's receipt guard: "recheck-then-deliver" is not
+ * ready the first time (RECHECK at recheck_at) and is delivered the second
+ * time with an extra record; "drop-with-extra" asks for an extra record
+ * but drops, so the extra must not appear. */
+typedef struct recheck_ctx {
+    pthread_mutex_t mu;
+    int calls;
+    int64_t recheck_at;
+    int64_t first_call_at, second_call_at;
+} recheck_ctx_t;
+
+static cmn_delayq_verdict_t recheck_guard(void *vctx, const cmn_kafka_message_t *rec, const char *value, size_t len,
+                                          cmn_delayq_guard_out_t *out)
+{
+    recheck_ctx_t *g = vctx;
+    cmn_delayq_verdict_t v = CMN_DELAYQ_DELIVER;
+    cmn_kafka_header_t h[] = {{"x-extra", "yes", 3}};
+    pthread_mutex_lock(&g->mu);
+    if (len == 6 && memcmp(value, "reject", 6) == 0) {
+        cr_assert_eq(cmn_delayq_guard_add(out, "crm.status", "k", 1, "rejected-extra", 14, h, 1), 0);
+        snprintf(out->reason, sizeof out->reason, "x-crm-guard: test says malformed");
+        v = CMN_DELAYQ_REJECT;
+    } else if (len == 15 && memcmp(value, "drop-with-extra", 15) == 0) {
+        cr_assert_eq(cmn_delayq_guard_add(out, "crm.status", "k", 1, "dropped-extra", 13, h, 1), 0);
+        v = CMN_DELAYQ_DROP;
+    } else {
+        g->calls++;
+        if (g->calls == 1) {
+            g->first_call_at = cmn_now_ms();
+            g->recheck_at = g->first_call_at + 2500;
+            out->recheck_at_ms = g->recheck_at;
+            v = CMN_DELAYQ_RECHECK;
+        } else {
+            g->second_call_at = cmn_now_ms();
+            cr_assert_eq(cmn_delayq_guard_add(out, "crm.status", rec->key, rec->key_len, "extra-1", 7, h, 1), 0);
+            v = CMN_DELAYQ_DELIVER;
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+    return v;
+}
+
+Test(delayq, guard_rechecks_later_and_delivers_with_extra_records, .timeout = 120)
+{
+    fixture_t f;
+    fixture_start(&f);
+    recheck_ctx_t g = {.calls = 0};
+    pthread_mutex_init(&g.mu, NULL);
+    int64_t due = cmn_now_ms() + 200;
+    char due_s[24];
+    snprintf(due_s, sizeof due_s, "%" PRId64, due);
+    /* A watch: a defer tier record bound for a send topic. */
+    const char *h1[] = {"traceparent", "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01", CMN_DELAY_HDR_DUE_AT,
+                        due_s, CMN_DELAY_HDR_TARGET, "crm.send.email", CMN_HDR_GUARD, "recheck-then-deliver", NULL};
+    put(f.brokers, "crm.defer.1m", 2, "client-1", "watch-1", h1, 0);
+    const char *h2[] = {CMN_DELAY_HDR_DUE_AT, due_s, CMN_DELAY_HDR_TARGET, "crm.send.sms", CMN_HDR_GUARD,
+                        "drop-with-extra", NULL};
+    put(f.brokers, "crm.defer.1m", 3, "client-2", "watch-2", h2, 0);
+    const char *h3[] = {CMN_DELAY_HDR_DUE_AT, due_s, CMN_DELAY_HDR_TARGET, "crm.send.sms", CMN_HDR_GUARD, "reject",
+                        NULL};
+    put(f.brokers, "crm.defer.1m", 4, "client-3", "watch-3", h3, 0);
+    cmn_delayq_t *q = queue(&f, "dq-recheck", CMN_DELAY_DEFER, recheck_guard, &g);
+
+    size_t n = 0;
+    rec_t *r = take(f.brokers, "crm.send.email", 1, 30000, &n);
+    cr_assert_eq(n, 1, "the watch was not delivered after its recheck");
+    cr_assert_str_eq(r[0].value, "watch-1");
+    pthread_mutex_lock(&g.mu);
+    int64_t recheck_at = g.recheck_at;
+    pthread_mutex_unlock(&g.mu);
+    cr_assert_gt(recheck_at, 0, "the guard was asked");
+    cr_assert_geq(r[0].ts, recheck_at, "delivered before the recheck time");
+    char recheck_s[24];
+    snprintf(recheck_s, sizeof recheck_s, "%" PRId64, recheck_at);
+    /* Delivered as re-produced: every header kept, the due time moved. */
+    cr_assert_str_eq(hdr(&r[0], CMN_DELAY_HDR_DUE_AT), recheck_s);
+    cr_assert_str_eq(hdr(&r[0], CMN_DELAY_HDR_TARGET), "crm.send.email");
+    cr_assert_str_eq(hdr(&r[0], CMN_HDR_GUARD), "recheck-then-deliver");
+    cr_assert_str_eq(hdr(&r[0], "traceparent"), "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01");
+    recs_free(r, n);
+
+    r = take(f.brokers, "crm.status", 2, 5000, &n);
+    cr_assert_eq(n, 1, "exactly the delivered record's extra, none of the dropped or rejected (%zu records)", n);
+    cr_assert_str_eq(r[0].value, "extra-1");
+    cr_assert_str_eq(r[0].key, "client-1");
+    cr_assert_str_eq(hdr(&r[0], "x-extra"), "yes");
+    recs_free(r, n);
+
+    /* The tier holds the original and one copy, due at the recheck time. */
+    r = take(f.brokers, "crm.defer.1m", 5, 5000, &n);
+    cr_assert_eq(n, 4, "%zu records on crm.defer.1m (3 watches and one copy)", n);
+    cr_assert_eq(count_value(r, n, "watch-1"), 2);
+    size_t copies = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(r[i].value, "watch-1") == 0 && strcmp(hdr(&r[i], CMN_DELAY_HDR_DUE_AT), recheck_s) == 0)
+            copies++;
+    }
+    cr_assert_eq(copies, 1, "one copy with the new due time");
+    recs_free(r, n);
+
+    cmn_delayq_stop(q);
+    cr_assert_eq(g.calls, 2, "asked once, and once more at the recheck");
+    cr_assert_geq(g.second_call_at, recheck_at);
+    cr_assert_eq(outcome(&f, "crm.defer", "1m", "rechecked"), 1);
+    cr_assert_eq(outcome(&f, "crm.defer", "1m", "delivered"), 1);
+    cr_assert_eq(outcome(&f, "crm.defer", "1m", "dropped"), 1);
+    cr_assert_eq(outcome(&f, "crm.defer", "1m", "dlq"), 1);
+    cmn_delayq_destroy(q);
+    r = take(f.brokers, CMN_TOPIC_DLQ, 1, 5000, &n);
+    cr_assert_eq(n, 1, "the rejected watch is on crm.dlq");
+    cr_assert_str_eq(r[0].value, "watch-3");
+    cr_assert_str_eq(hdr(&r[0], CMN_HDR_DLQ_REASON), "x-crm-guard: test says malformed");
+    recs_free(r, n);
+    r = take(f.brokers, "crm.send.sms", 1, 1000, &n);
+    cr_assert_eq(n, 0, "the dropped watch was delivered");
+    recs_free(r, n);
+    pthread_mutex_destroy(&g.mu);
+    fixture_stop(&f);
+}
+
+Test(delayq, send_target_on_a_defer_tier_needs_a_guard, .timeout = 120)
+{
+    fixture_t f;
+    fixture_start(&f);
+    int64_t due = cmn_now_ms() + 200;
+    char due_s[24];
+    snprintf(due_s, sizeof due_s, "%" PRId64, due);
+    /* Without the guard header, even with a guard configured. */
+    recheck_ctx_t g = {.calls = 0};
+    pthread_mutex_init(&g.mu, NULL);
+    const char *h[] = {CMN_DELAY_HDR_DUE_AT, due_s, CMN_DELAY_HDR_TARGET, "crm.send.sms", NULL};
+    put(f.brokers, "crm.defer.1m", 1, "k1", "unguarded-watch", h, 0);
+    put_due(f.brokers, "crm.defer.1m", 1, "crm.requests", "plain-deferral", due, 0);
+    cmn_delayq_t *q = queue(&f, "dq-needguard", CMN_DELAY_DEFER, recheck_guard, &g);
+    size_t n = 0;
+    rec_t *r = take(f.brokers, CMN_TOPIC_DLQ, 1, 30000, &n);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(r[0].value, "unguarded-watch");
+    cr_assert_str_eq(hdr(&r[0], CMN_HDR_DLQ_REASON),
+                     "x-crm-guard: is missing, and crm.send.sms is not crm.defer's own target");
+    recs_free(r, n);
+    r = take(f.brokers, "crm.requests", 1, 10000, &n);
+    cr_assert_eq(n, 1, "a deferral on the same partition still goes");
+    recs_free(r, n);
+    cmn_delayq_destroy(q);
+    cr_assert_eq(g.calls, 0, "the guard is never asked about an unguarded record");
+
+    /* With the guard header, on a queue without a guard. */
+    const char *hg[] = {CMN_DELAY_HDR_DUE_AT, due_s, CMN_DELAY_HDR_TARGET, "crm.send.whatsapp", CMN_HDR_GUARD,
+                        "anything", NULL};
+    put(f.brokers, "crm.defer.10m", 0, "k2", "guarded-no-guard", hg, 0);
+    /* A new group reads the tiers from the start, so the unguarded watch
+     * goes to crm.dlq a second time. */
+    q = queue(&f, "dq-noguard", CMN_DELAY_DEFER, NULL, NULL);
+    r = take(f.brokers, CMN_TOPIC_DLQ, 3, 30000, &n);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(count_value(r, n, "unguarded-watch"), 2);
+    const rec_t *b = find_value(r, n, "guarded-no-guard");
+    cr_assert_not_null(b);
+    cr_assert_str_eq(hdr(b, CMN_HDR_DLQ_REASON),
+                     "x-crm-guard: this consumer has no guard, so it cannot deliver a record bound for crm.send.whatsapp");
+    recs_free(r, n);
+    cmn_delayq_destroy(q);
+    r = take(f.brokers, "crm.send.sms", 1, 1000, &n);
+    cr_assert_eq(n, 0);
+    recs_free(r, n);
+    r = take(f.brokers, "crm.send.whatsapp", 1, 1000, &n);
+    cr_assert_eq(n, 0);
     recs_free(r, n);
     pthread_mutex_destroy(&g.mu);
     fixture_stop(&f);

@@ -257,10 +257,22 @@ Test(delay, bad_headers)
          "x-crm-target: must be crm.send.sms for a record on this topic"},
         {"crm.retry.sms.30m", "1795309323000", "crm.requests",
          "x-crm-target: must be crm.send.sms for a record on this topic"},
-        {"crm.defer.1h", "1795309323000", "crm.send.email",
-         "x-crm-target: must be crm.requests for a record on this topic"},
+        /* A defer tier also takes crm.send.<channel> (a receipt watch), but
+         * only a real channel's exact spelling. */
+        {"crm.defer.1h", "1795309323000", "crm.send.fax",
+         "x-crm-target: must be crm.requests or crm.send.<channel> for a record on this topic"},
+        {"crm.defer.1h", "1795309323000", "crm.send.SMS",
+         "x-crm-target: must be crm.requests or crm.send.<channel> for a record on this topic"},
+        {"crm.defer.1h", "1795309323000", "crm.send.sms ",
+         "x-crm-target: must be crm.requests or crm.send.<channel> for a record on this topic"},
+        {"crm.defer.1h", "1795309323000", "crm.send.",
+         "x-crm-target: must be crm.requests or crm.send.<channel> for a record on this topic"},
+        {"crm.defer.1h", "1795309323000", "crm.retry.sms.5s",
+         "x-crm-target: must be crm.requests or crm.send.<channel> for a record on this topic"},
+        {"crm.defer.10m", "1795309323000", "crm.dlq",
+         "x-crm-target: must be crm.requests or crm.send.<channel> for a record on this topic"},
         {"crm.defer.1m", "1795309323000", "crm.requests ",
-         "x-crm-target: must be crm.requests for a record on this topic"},
+         "x-crm-target: must be crm.requests or crm.send.<channel> for a record on this topic"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         got.due_at_ms = 77;
@@ -286,6 +298,64 @@ Test(delay, bad_headers)
     cr_assert_eq(parse_hdrs("crm.defer.1m", NULL, "crm.requests", &got, NULL, 0), CMN_ERR_INVALID);
     cr_assert_eq(cmn_delay_headers_parse(NULL, "1", 1, "crm.requests", 12, &got, reason, sizeof reason),
                  CMN_ERR_INVALID);
+}
+
+Test(delay, defer_tiers_take_send_targets_as_alternates)
+{
+    cmn_delay_headers_t got;
+    char reason[160];
+    cr_assert_eq(parse_hdrs("crm.defer.1m", "1795309323000", "crm.requests", &got, reason, sizeof reason), 0);
+    cr_assert_eq(got.alternate, 0, "the family's own target is not an alternate");
+    const char *targets[] = {"crm.send.email", "crm.send.sms", "crm.send.whatsapp"};
+    for (size_t i = 0; i < 3; i++) {
+        got.alternate = 0;
+        cr_assert_eq(parse_hdrs("crm.defer.10m", "1795309323000", targets[i], &got, reason, sizeof reason), 0, "%s: %s",
+                     targets[i], reason);
+        cr_assert_eq(got.alternate, 1, "%s", targets[i]);
+        cr_assert_str_eq(got.target, targets[i]);
+        cr_assert_eq(got.due_at_ms, NOW);
+    }
+    /* Retry tiers stay strict: their channel's send topic only. */
+    cr_assert_eq(parse_hdrs("crm.retry.sms.5s", "1795309323000", "crm.send.sms", &got, reason, sizeof reason), 0);
+    cr_assert_eq(got.alternate, 0);
+    cr_assert_eq(parse_hdrs("crm.retry.sms.5s", "1795309323000", "crm.send.email", &got, reason, sizeof reason),
+                 CMN_ERR_INVALID);
+    cr_assert_eq(got.alternate, 0, "output zeroed");
+}
+
+Test(delay, plan_watch_always_goes_through_a_defer_tier)
+{
+    cmn_delay_hop_t h;
+    cmn_delay_headers_t got;
+    char reason[160];
+    struct {
+        int64_t wait;
+        const char *topic;
+    } cases[] = {
+        {-5 * SEC, "crm.defer.1m"}, /* already due: still through a tier, never direct */
+        {0, "crm.defer.1m"},
+        {15 * SEC, "crm.defer.1m"},
+        {2 * MIN, "crm.defer.1m"},
+        {10 * MIN, "crm.defer.10m"},
+        {24 * HOUR, "crm.defer.1h"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_eq(cmn_delay_plan_watch(NOW, NOW + cases[i].wait, CMN_CHANNEL_EMAIL, &h), 0);
+        cr_assert_eq(h.direct, 0, "case %zu", i);
+        cr_assert_str_eq(h.topic, cases[i].topic, "case %zu", i);
+        cr_assert_str_eq(h.target, "crm.send.email");
+        /* What it plans, the consumer accepts (as an alternate). */
+        cr_assert_eq(parse_hdrs(h.topic, h.due_at, h.target, &got, reason, sizeof reason), 0, "%s", reason);
+        cr_assert_eq(got.due_at_ms, NOW + cases[i].wait);
+        cr_assert_eq(got.alternate, 1);
+    }
+    cr_assert_eq(cmn_delay_plan_watch(NOW, NOW + SEC, CMN_CHANNEL_WHATSAPP, &h), 0);
+    cr_assert_str_eq(h.target, "crm.send.whatsapp");
+    cr_assert_eq(cmn_delay_plan_watch(NOW, NOW + SEC, CMN_CHANNEL_NONE, &h), CMN_ERR_INVALID);
+    cr_assert_str_eq(h.topic, "", "zeroed on error");
+    cr_assert_eq(cmn_delay_plan_watch(NOW, 0, CMN_CHANNEL_SMS, &h), CMN_ERR_INVALID);
+    cr_assert_eq(cmn_delay_plan_watch(NOW, CMN_DELAY_MAX_DUE_AT_MS + 1, CMN_CHANNEL_SMS, &h), CMN_ERR_INVALID);
+    cr_assert_eq(cmn_delay_plan_watch(NOW, NOW, CMN_CHANNEL_SMS, NULL), CMN_ERR_INVALID);
 }
 
 /* ------------------------------------------------------ consumer steps */

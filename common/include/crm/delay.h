@@ -6,6 +6,8 @@
  * consumer hands it on when it is due:
  *   retries:   crm.retry.<channel>.{5s,30s,5m,30m}  -> back to crm.send.<channel>
  *   deferrals: crm.defer.{1m,10m,1h}                -> back to crm.requests
+ *   watches:   crm.defer.{1m,10m,1h}                -> crm.send.<channel>, only
+ *              through a guard (receipt-driven fallback, crm/receipt.h)
  * Every record in a tier carries two headers: x-crm-due-at (the instant it is
  * due, epoch ms as a decimal string) and x-crm-target (the topic it goes back
  * to). Pure functions: no I/O, the caller passes the clock.
@@ -126,10 +128,23 @@ typedef struct cmn_delay_hop {
 int cmn_delay_plan_hop(cmn_delay_kind_t kind, cmn_channel_t channel, int64_t now_ms, int64_t due_at_ms,
                        cmn_delay_hop_t *out);
 
+/* Plans the tier hop of a receipt watch (crm/receipt.h): a crm.defer.*
+ * record due at due_at_ms whose x-crm-target is crm.send.<target>. Unlike
+ * cmn_delay_plan_hop() it is never direct: a watch must reach the defer
+ * consumer's guard, so one already due takes the smallest tier (and is
+ * delivered, through the guard, as soon as it is read). Returns 0, or
+ * CMN_ERR_INVALID for a target that is not a real channel or a due_at
+ * outside 1..CMN_DELAY_MAX_DUE_AT_MS (*out zeroed). */
+int cmn_delay_plan_watch(int64_t now_ms, int64_t due_at_ms, cmn_channel_t target, cmn_delay_hop_t *out);
+
 /* The two headers of a record read from a tier, validated. */
 typedef struct cmn_delay_headers {
     int64_t due_at_ms;
     char target[CMN_DELAY_TOPIC_MAX];
+    /* 1 when target is not the family's default target: a crm.defer.*
+     * record bound for crm.send.<channel> (a receipt watch). The consumer
+     * delivers such a record only through its guard (crm/delayq.h). */
+    int alternate;
 } cmn_delay_headers_t;
 
 /* Validates the raw header values of a record read from tier topic source
@@ -137,8 +152,11 @@ typedef struct cmn_delay_headers {
  * and borrowed). x-crm-due-at must be a decimal integer in
  * 1..CMN_DELAY_MAX_DUE_AT_MS (digits only, no sign, spaces or leading
  * zeros). x-crm-target must be the target of source's kind: crm.send.<the
- * retry topic's channel>, or crm.requests for deferrals, so a record can
- * never be steered onto another channel or topic by its headers. Returns 0,
+ * retry topic's channel> for a retry tier, so a retry can never be steered
+ * onto another channel or topic by its headers; for a defer tier
+ * crm.requests or, as an alternate target (out->alternate = 1),
+ * crm.send.<email|sms|whatsapp> exactly: the receipt watches, which the
+ * consumer hands on only when its guard says so. Returns 0,
  * or CMN_ERR_INVALID with "<header>: <reason>" in reason (a DLQ reason; e.g.
  * "x-crm-due-at: is missing"), or for a NULL source/out. */
 int cmn_delay_headers_parse(const cmn_delay_topic_t *source, const void *due_at, size_t due_at_len,
