@@ -85,6 +85,7 @@ struct cmn_worker {
     CURLM *multi;
     cmn_ratelimit_t *limiter;       /* NULL when rate_per_sec is 0 */
     cmn_backoff_t retry;            /* the retry policy, defaults applied */
+    cmn_receipt_policy_t receipt;   /* the receipt watches' policy, defaults applied */
     uint64_t rng;                   /* splitmix64 state for the backoff jitter; this thread only */
     cmn_counter_t *sent_total;
     cmn_counter_t *failed_total[3]; /* by cmn_worker_class_t; [CMN_WORKER_SENT] unused */
@@ -92,6 +93,7 @@ struct cmn_worker {
     cmn_counter_t *retries_total;
     cmn_counter_t *fallback_total;
     cmn_counter_t *dead_total;
+    cmn_counter_t *watches_total;
     cmn_counter_t *throttled_total;
     cmn_histogram_t *send_seconds;
 };
@@ -321,13 +323,16 @@ static int register_metrics(cmn_worker_t *w, char *errstr, size_t errlen)
     snprintf(name, sizeof name, "%s_dead_total", ch);
     snprintf(help, sizeof help, "%s messages given up after their last attempt (copied to crm.dlq).", ch);
     w->dead_total = cmn_metrics_counter(w->cfg.metrics, name, help, NULL);
+    snprintf(name, sizeof name, "%s_receipt_watches_total", ch);
+    snprintf(help, sizeof help, "Sent %s messages whose next channel waits on crm.defer.* for their receipt.", ch);
+    w->watches_total = cmn_metrics_counter(w->cfg.metrics, name, help, NULL);
     snprintf(name, sizeof name, "%s_send_seconds", ch);
     snprintf(help, sizeof help, "Duration of one %s transfer, connection included.", ch);
     w->send_seconds = cmn_metrics_histogram(w->cfg.metrics, name, help, NULL, CMN_METRICS_LATENCY_BUCKETS,
                                             CMN_METRICS_LATENCY_BUCKETS_N);
     if (w->sent_total == NULL || w->failed_total[CMN_WORKER_RETRYABLE] == NULL ||
         w->failed_total[CMN_WORKER_PERMANENT] == NULL || w->dlq_total == NULL || w->retries_total == NULL ||
-        w->fallback_total == NULL || w->dead_total == NULL || w->send_seconds == NULL) {
+        w->fallback_total == NULL || w->dead_total == NULL || w->watches_total == NULL || w->send_seconds == NULL) {
         snprintf(errstr, errlen, "cannot register metrics");
         return CMN_ERR_NOMEM;
     }
@@ -429,7 +434,23 @@ cmn_worker_t *cmn_worker_new(const cmn_worker_config_t *cfg, const cmn_worker_ch
         w->retry.base_ms = cfg->retry_base_ms;
     if (cfg->retry_cap_ms > 0)
         w->retry.cap_ms = cfg->retry_cap_ms;
+    if (cfg->receipt_policy != NULL)
+        w->receipt = *cfg->receipt_policy;
+    else
+        cmn_receipt_policy_default(&w->receipt);
+    w->cfg.receipt_policy = NULL; /* the copy above is what counts */
     char why[128] = "";
+    if (w->cfg.receipt_fallback) {
+        cmn_receipt_guard_t probe;
+        int64_t first = 0;
+        /* cmn_receipt_watch() checks the policy; a fixed id and time
+         * stand in for a real message. */
+        if (cmn_receipt_watch(&w->receipt, "00000000-0000-4000-8000-000000000000", 0, CMN_URGENCY_NORMAL,
+                              INT64_C(1700000000000), &probe, &first) != 0) {
+            snprintf(errstr, errlen, "worker: receipt policy: deadlines must be >= 0, check interval and max wait > 0");
+            goto fail;
+        }
+    }
     if (cmn_outcome_policy_check(&w->retry, why, sizeof why) != 0) {
         snprintf(errstr, errlen, "worker: retry policy: %s", why);
         goto fail;
@@ -663,18 +684,20 @@ static void to_dlq(cmn_worker_t *w, batch_out_t *bo, const cmn_kafka_message_t *
 }
 
 /* Produces next (a Dispatch derived from j's) to topic under j's key, with
- * j's traceparent and, for a retry tier, the tier headers of hop (NULL for
- * none). Part of the batch: its acknowledgement gates the commit. */
+ * j's traceparent, for a tier the tier headers of hop (NULL for none) and
+ * an x-crm-guard header (NULL for none). Part of the batch: its acknowledgement gates the commit. */
 static void produce_dispatch(cmn_worker_t *w, batch_out_t *bo, const job_t *j, const cmn_dispatch_t *next,
-                             const char *topic, const cmn_delay_hop_t *hop)
+                             const char *topic, const cmn_delay_hop_t *hop, const char *guard)
 {
     cmn_buf_t json = CMN_BUF_INIT;
-    cmn_kafka_header_t h[3] = {{CMN_HDR_TRACEPARENT, j->traceparent, strlen(j->traceparent)}};
+    cmn_kafka_header_t h[4] = {{CMN_HDR_TRACEPARENT, j->traceparent, strlen(j->traceparent)}};
     size_t nh = 1;
     if (hop != NULL && !hop->direct) {
         h[nh++] = (cmn_kafka_header_t){CMN_DELAY_HDR_DUE_AT, hop->due_at, strlen(hop->due_at)};
         h[nh++] = (cmn_kafka_header_t){CMN_DELAY_HDR_TARGET, hop->target, strlen(hop->target)};
     }
+    if (guard != NULL)
+        h[nh++] = (cmn_kafka_header_t){CMN_HDR_GUARD, guard, strlen(guard)};
     /* The record's own key (the client id) keeps the client's messages on
      * one partition wherever they go; a record without one gets the
      * client id the router would have used. */
@@ -698,7 +721,7 @@ static void apply_retry(cmn_worker_t *w, batch_out_t *bo, const job_t *j, const 
      * cleared. */
     cmn_dispatch_t next = j->d;
     next.attempt = o->next_attempt;
-    produce_dispatch(w, bo, j, &next, o->hop.topic, &o->hop);
+    produce_dispatch(w, bo, j, &next, o->hop.topic, &o->hop, NULL);
     if (w->retries_total != NULL)
         cmn_counter_add(w->retries_total, 1);
     char delay[32], attempt[16];
@@ -728,7 +751,7 @@ static void apply_fallback(cmn_worker_t *w, batch_out_t *bo, const job_t *j, con
     memcpy(next.fallback, o->plan, sizeof next.fallback);
     next.n_fallback = o->n_plan;
     snprintf(topic, sizeof topic, CMN_TOPIC_SEND_PREFIX "%s", cmn_channel_name(o->next_channel));
-    produce_dispatch(w, bo, j, &next, topic, NULL);
+    produce_dispatch(w, bo, j, &next, topic, NULL, NULL);
     free(to);
     if (w->fallback_total != NULL)
         cmn_counter_add(w->fallback_total, 1);
@@ -737,6 +760,59 @@ static void apply_fallback(cmn_worker_t *w, batch_out_t *bo, const job_t *j, con
     cmn_logkv(w->cfg.log, CMN_LOG_WARN, j->d.communication_id, kv, "%s gave up; falling back to %s", w->ch.name,
               cmn_channel_name(o->next_channel));
     emit_status(w, bo, j, CMN_STATUS_FALLBACK, o);
+}
+
+/* SENT on a channel with receipts: park the next hop's Dispatch on the
+ * defer tiers as a receipt watch (crm/receipt.h), in the same batch as the
+ * `sent` event, so both or neither survive a crash. Nothing when receipt
+ * fallback is off, the channel gives no receipts (email) or the plan has no
+ * channel left with an address. */
+static void watch_receipt(cmn_worker_t *w, batch_out_t *bo, const job_t *j, int64_t sent_at_ms)
+{
+    cmn_channel_t next_ch = CMN_CHANNEL_NONE;
+    const char *to = NULL;
+    cmn_channel_t rest[CMN_CHANNEL__COUNT];
+    size_t n_rest = 0;
+    cmn_receipt_guard_t g;
+    int64_t first_check = 0;
+    char guard[CMN_RECEIPT_GUARD_MAX];
+    cmn_delay_hop_t hop;
+
+    if (!w->cfg.receipt_fallback || !cmn_receipt_channel_has_receipts(w->ch.channel))
+        return;
+    if (!cmn_outcome_next_channel(&j->d, &next_ch, &to, rest, &n_rest, NULL, NULL))
+        return;
+    int rc = cmn_receipt_watch(&w->receipt, j->d.communication_id, j->d.hop, j->d.urgency, sent_at_ms, &g,
+                               &first_check);
+    if (rc == 0)
+        rc = cmn_receipt_guard_format(&g, guard, sizeof guard);
+    if (rc == 0)
+        rc = cmn_delay_plan_watch(cmn_now_ms(), first_check, next_ch, &hop);
+    if (rc != 0) {
+        /* Only a hop beyond the guard's range gets here; the message is
+         * sent, it just has no receipt-driven fallback. */
+        cmn_log_error(w->cfg.log, j->d.communication_id, "no receipt watch: %s", cmn_strerror(rc));
+        return;
+    }
+    char *to_copy = strdup(to);
+    if (to_copy == NULL) {
+        bo->lost++; /* the batch comes back and the watch is planned again */
+        return;
+    }
+    cmn_dispatch_t next = j->d; /* shallow, like apply_retry's */
+    next.channel = next_ch;
+    next.hop = j->d.hop + 1;
+    next.attempt = 1;
+    next.to = to_copy;
+    memcpy(next.fallback, rest, sizeof next.fallback);
+    next.n_fallback = n_rest;
+    produce_dispatch(w, bo, j, &next, hop.topic, &hop, guard);
+    free(to_copy);
+    if (w->watches_total != NULL)
+        cmn_counter_add(w->watches_total, 1);
+    const char *kv[] = {"next", cmn_channel_name(next_ch), "topic", hop.topic, "due_at", hop.due_at, NULL};
+    cmn_logkv(w->cfg.log, CMN_LOG_DEBUG, j->d.communication_id, kv, "%s sent; watching for its receipt",
+              w->ch.name);
 }
 
 /* DEAD: `dead`, and the Dispatch as consumed copied to crm.dlq. */
@@ -787,6 +863,7 @@ static void finish_job(cmn_worker_t *w, batch_out_t *bo, job_t *j)
             cmn_counter_add(w->sent_total, 1);
         cmn_log_info(w->cfg.log, j->d.communication_id, "%s sent", w->ch.name);
         emit_status(w, bo, j, CMN_STATUS_SENT, NULL);
+        watch_receipt(w, bo, j, cmn_now_ms());
         break;
     case CMN_OUTCOME_RETRY:
         apply_retry(w, bo, j, &o);

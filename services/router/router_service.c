@@ -33,6 +33,7 @@
 #include "router_prefs.h"
 #include "router_prefs_feed.h"
 #include "router_readback.h"
+#include "router_receipts.h"
 #include "router_strategy.h"
 
 #ifndef CRM_ROUTER_DEFAULT_CHANNELS_FILE
@@ -91,6 +92,12 @@ static const cmn_cfg_entry_t settings_table[] = {
      "Kafka consumer group of the crm.defer.* consumer that hands deferred requests back", 0, 0},
     {"CRM_DATA_KEY", CMN_CFG_STRING, "", 1, offsetof(router_settings_t, data_key),
      "Secret (32+ characters) keying the address hashes of client_contacts; empty: not recorded", 0, 0},
+    {"RECEIPT_CHECK_INTERVAL_MS", CMN_CFG_INT, "15000", 0, offsetof(router_settings_t, receipt_check_interval_ms),
+     "How often a receipt watch looks for its receipt (the workers' RECEIPT_CHECK_INTERVAL_MS should match)", 100,
+     3600000},
+    {"RECEIPT_MAX_WAIT_MS", CMN_CFG_INT, "86400000", 0, offsetof(router_settings_t, receipt_max_wait_ms),
+     "A receipt watch without a deadline ends after this long without a receipt (the message stays sent)", 1000,
+     604800000},
 };
 
 const cmn_cfg_entry_t *router_settings_table(size_t *n)
@@ -126,6 +133,7 @@ struct router_ctx {
     router_prefs_cache_t *prefs;
     router_prefs_feed_t *prefs_feed;
     cmn_delayq_t *delayq;
+    router_receipts_t *receipts; /* the defer consumer's guard of receipt watches */
     cmn_quiet_policy_t quiet;
     PGconn *pg;
     cmn_http_server_t *http;
@@ -1171,6 +1179,17 @@ router_ctx_t *router_service_new(const router_settings_t *settings, const cmn_lo
         snprintf(errstr, errlen, "KAFKA_BROKERS: %s", err);
         goto cleanup;
     }
+    /* Only the interval and max wait matter here: each watch carries its
+     * own sent time and deadline. */
+    cmn_receipt_policy_t receipt_policy;
+    cmn_receipt_policy_default(&receipt_policy);
+    receipt_policy.check_interval_ms = settings->receipt_check_interval_ms;
+    receipt_policy.max_wait_ms = settings->receipt_max_wait_ms;
+    ctx->receipts = router_receipts_new(&receipt_policy, settings->database_url, log, ctx->metrics, err, sizeof err);
+    if (ctx->receipts == NULL) {
+        snprintf(errstr, errlen, "RECEIPT_CHECK_INTERVAL_MS: %s", err);
+        goto cleanup;
+    }
     cmn_delayq_config_t dcfg = {.service = SERVICE_NAME,
                                 .brokers = settings->kafka_brokers,
                                 .group_id = settings->defer_group_id,
@@ -1178,6 +1197,8 @@ router_ctx_t *router_service_new(const router_settings_t *settings, const cmn_lo
                                 .kind = CMN_DELAY_DEFER,
                                 .channel = CMN_CHANNEL_NONE,
                                 .session_timeout_ms = (int)settings->session_timeout_ms,
+                                .guard = router_receipts_guard,
+                                .guard_ctx = ctx->receipts,
                                 .log = log,
                                 .metrics = ctx->metrics};
     ctx->delayq = cmn_delayq_new(&dcfg, err, sizeof err);
@@ -1231,6 +1252,7 @@ void router_service_destroy(router_ctx_t *ctx)
     /* The defer consumer finishes the record in hand (produced, committed)
      * before it returns. */
     cmn_delayq_destroy(ctx->delayq);
+    router_receipts_destroy(ctx->receipts); /* after its queue: the guard runs on the queue's thread */
     router_prefs_feed_stop(ctx->prefs_feed);
     if (ctx->consumer != NULL) {
         cmn_kafka_consumer_destroy(ctx->consumer);

@@ -17,7 +17,9 @@
  * Beside the loop run two threads: the preferences feed
  * (router_prefs_feed.h) and the defer tiers' consumer (crm/delayq.h, group
  * ROUTER_DEFER_GROUP_ID), which hands deferred requests back to
- * crm.requests when they are due.
+ * crm.requests when they are due, and decides the workers' receipt
+ * watches through its guard (router_receipts.h): the next channel's
+ * Dispatch to crm.send.<next> after a failed or missing receipt.
  * Any failure (Kafka, PostgreSQL) rewinds the batch and retries it after a
  * backoff; the claims make the retry produce nothing twice.
  *
@@ -50,6 +52,8 @@ typedef struct router_settings {
     long prefs_cache_ttl_ms; /* ROUTER_PREFS_CACHE_TTL_MS */
     char *defer_group_id;   /* ROUTER_DEFER_GROUP_ID */
     char *data_key;         /* CRM_DATA_KEY (secret; "" disables client_contacts) */
+    long receipt_check_interval_ms; /* RECEIPT_CHECK_INTERVAL_MS */
+    long receipt_max_wait_ms;       /* RECEIPT_MAX_WAIT_MS */
 } router_settings_t;
 
 /* The static settings table; *n receives its length. */

@@ -68,6 +68,14 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     sms_channel_bind(channel, &ch);
+    cmn_receipt_policy_t receipt = {
+        .deadline_ms = {[CMN_URGENCY_LOW] = cfg.receipt_deadline_low_ms,
+                        [CMN_URGENCY_NORMAL] = cfg.receipt_deadline_normal_ms,
+                        [CMN_URGENCY_HIGH] = cfg.receipt_deadline_high_ms,
+                        [CMN_URGENCY_CRITICAL] = cfg.receipt_deadline_critical_ms},
+        .check_interval_ms = cfg.receipt_check_interval_ms,
+        .max_wait_ms = cfg.receipt_max_wait_ms,
+    };
     cmn_worker_config_t wc = {
         .service = SERVICE,
         .brokers = cfg.kafka_brokers,
@@ -78,6 +86,8 @@ int main(int argc, char **argv)
         .retry_max_attempts = (int)cfg.retry_max_attempts,
         .retry_base_ms = cfg.retry_base_ms,
         .retry_cap_ms = cfg.retry_cap_ms,
+        .receipt_fallback = cfg.receipt_fallback,
+        .receipt_policy = &receipt,
         .rate_per_sec = cfg.rate_per_second,
         .rate_burst = (double)cfg.rate_burst,
         .log = &log,

@@ -391,8 +391,17 @@ int wa_meta_body(const wa_meta_msg_t *m, cmn_buf_t *out, char *errstr, size_t er
     } else {
         rc = build_interactive(msg, c, m->text);
     }
-    if (rc == 0 && m->biz_opaque != NULL && m->biz_opaque[0] != '\0')
-        rc = add_str(msg, "biz_opaque_callback_data", m->biz_opaque);
+    if (rc == 0 && m->biz_opaque != NULL && m->biz_opaque[0] != '\0') {
+        char opaque[WA_META_OPAQUE_MAX + 1];
+        int n = m->attempt > 0 ? snprintf(opaque, sizeof opaque, "%s:%d:%d", m->biz_opaque, m->hop, m->attempt)
+                               : snprintf(opaque, sizeof opaque, "%s", m->biz_opaque);
+        if (n < 0 || (size_t)n >= sizeof opaque) {
+            snprintf(errstr, errlen, "biz_opaque_callback_data is longer than %d characters", WA_META_OPAQUE_MAX);
+            rc = CMN_ERR_INVALID;
+        } else {
+            rc = add_str(msg, "biz_opaque_callback_data", opaque);
+        }
+    }
     if (rc == 0)
         rc = cmn_json_to_buf(msg, out);
 cleanup:

@@ -43,6 +43,10 @@
 typedef struct wa_meta_msg {
     const char *to;                 /* the recipient's number, digits only (E.164 without '+') */
     const char *biz_opaque;         /* the communication id; NULL or "" leaves the member out */
+    /* attempt > 0: biz_opaque_callback_data is "<biz_opaque>:<hop>:<attempt>",
+     * which the webhook receiver reads, so a receipt names the exact hop it
+     * belongs to (receipt-driven fallback watches that hop). */
+    int hop, attempt;
     const wa_tpl_call_t *tpl;       /* non-NULL: send this template (content and text ignored) */
     const wa_content_t *content;    /* free-form: what to send (kind TEMPLATE is not free-form) */
     const char *text;               /* free-form: the rendered text (body, or default caption) */

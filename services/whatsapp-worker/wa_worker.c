@@ -72,6 +72,13 @@ static const cmn_cfg_entry_t CONFIG_TABLE[] = {
     {"RETRY_MAX_ATTEMPTS", CMN_CFG_INT, "5", 0, OFF(retry_max_attempts), "Attempts per message on this channel, the first included; after the last, fallback to the next channel of the plan or dead (crm.dlq).", 1, 50},
     {"RETRY_BASE_MS", CMN_CFG_INT, "5000", 0, OFF(retry_base_ms), "First backoff window: the retry after attempt k waits a random time in [0, min(RETRY_CAP_MS, RETRY_BASE_MS * 2^(k-1))], at least the provider's Retry-After.", 1, 86400000},
     {"RETRY_CAP_MS", CMN_CFG_INT, "1800000", 0, OFF(retry_cap_ms), "Largest backoff window (at least RETRY_BASE_MS).", 1, 86400000},
+    {"RECEIPT_FALLBACK", CMN_CFG_BOOL, "true", 0, OFF(receipt_fallback), "After `sent`, park the next channel of the plan until the delivery receipt: a failed receipt or a missed deadline sends it (docs/webhooks.md).", 0, 0},
+    {"RECEIPT_DEADLINE_CRITICAL_MS", CMN_CFG_INT, "120000", 0, OFF(receipt_deadline_critical_ms), "Critical messages not delivered this long after `sent` go to the next channel; 0: only a failed receipt does.", 0, 604800000},
+    {"RECEIPT_DEADLINE_HIGH_MS", CMN_CFG_INT, "600000", 0, OFF(receipt_deadline_high_ms), "The same for high urgency; 0: only a failed receipt.", 0, 604800000},
+    {"RECEIPT_DEADLINE_NORMAL_MS", CMN_CFG_INT, "0", 0, OFF(receipt_deadline_normal_ms), "The same for normal urgency; 0: only a failed receipt.", 0, 604800000},
+    {"RECEIPT_DEADLINE_LOW_MS", CMN_CFG_INT, "0", 0, OFF(receipt_deadline_low_ms), "The same for low urgency; 0: only a failed receipt.", 0, 604800000},
+    {"RECEIPT_CHECK_INTERVAL_MS", CMN_CFG_INT, "15000", 0, OFF(receipt_check_interval_ms), "How often a watch looks for the receipt (the router's RECEIPT_CHECK_INTERVAL_MS should match).", 100, 3600000},
+    {"RECEIPT_MAX_WAIT_MS", CMN_CFG_INT, "86400000", 0, OFF(receipt_max_wait_ms), "A watch without a deadline ends after this long without a receipt (the message stays sent).", 1000, 604800000},
     {"WHATSAPP_TIMEOUT_MS", CMN_CFG_INT, "30000", 0, OFF(timeout_ms), "Time limit of one request, connection included.", 100, 600000},
     {"WHATSAPP_WINDOW_MARGIN_SECONDS", CMN_CFG_INT, "60", 0, OFF(window_margin_seconds), "Treat the 24-hour window as closed this much early, so free text never arrives just too late.", 0, 3600},
 };
@@ -504,7 +511,8 @@ static int build_freeform(wa_channel_t *c, const cmn_dispatch_t *d, const wa_con
                           cmn_buf_t *body, char *cb_url, char *why, size_t whylen)
 {
     if (c->provider == WA_PROVIDER_META) {
-        wa_meta_msg_t m = {.to = d->to + 1, .biz_opaque = d->communication_id, .content = content, .text = text};
+        wa_meta_msg_t m = {.to = d->to + 1, .biz_opaque = d->communication_id, .hop = d->hop, .attempt = d->attempt,
+                           .content = content, .text = text};
         return wa_meta_body(&m, body, why, whylen);
     }
     /* Twilio has no free-form interactive messages (they need a Content
@@ -535,7 +543,8 @@ static int build_template(wa_channel_t *c, const cmn_dispatch_t *d, const char *
         wa_tpl_call_t call;
         rc = wa_templates_meta_call(c->templates, tpl_name, locale, data, &call, why, whylen);
         if (rc == 0) {
-            wa_meta_msg_t m = {.to = d->to + 1, .biz_opaque = d->communication_id, .tpl = &call};
+            wa_meta_msg_t m = {.to = d->to + 1, .biz_opaque = d->communication_id, .hop = d->hop,
+                               .attempt = d->attempt, .tpl = &call};
             *variant = call.language;
             rc = wa_meta_body(&m, body, why, whylen);
         }

@@ -68,6 +68,13 @@ typedef struct wa_worker_config {
     long retry_max_attempts;
     long retry_base_ms;
     long retry_cap_ms;
+    int receipt_fallback;             /* RECEIPT_FALLBACK */
+    long receipt_deadline_critical_ms; /* RECEIPT_DEADLINE_CRITICAL_MS */
+    long receipt_deadline_high_ms;     /* RECEIPT_DEADLINE_HIGH_MS */
+    long receipt_deadline_normal_ms;   /* RECEIPT_DEADLINE_NORMAL_MS */
+    long receipt_deadline_low_ms;      /* RECEIPT_DEADLINE_LOW_MS */
+    long receipt_check_interval_ms;    /* RECEIPT_CHECK_INTERVAL_MS */
+    long receipt_max_wait_ms;          /* RECEIPT_MAX_WAIT_MS */
     long timeout_ms;
     long window_margin_seconds;
 } wa_worker_config_t;

@@ -278,7 +278,7 @@ Test(whatsapp_worker, window_decides_text_or_template_and_failures_are_classifie
     th_kafka_record_t *dlq = th_kafka_read_all(fx.w.brokers, "crm.dlq", 3, 30000, &ndlq);
     json_object *reqs = meta_requests(&fx);
     int count = 0;
-    char cid[CMN_UUID_STR_LEN + 1];
+    char cid[CMN_UUID_STR_LEN + 1], opaque[CMN_UUID_STR_LEN + 32];
 
     /* ---- inside the window: free text, the communication id in biz_opaque_callback_data. */
     json_object *r = meta_find(reqs, P_OPEN + 1, &count);
@@ -289,7 +289,8 @@ Test(whatsapp_worker, window_decides_text_or_template_and_failures_are_classifie
     json_object *body = cmn_json_get_object(r, "body");
     th_worker_comm_id(TENANT, "wa-text", cid);
     cr_expect_str_eq(str(body, "type"), "text");
-    cr_expect_str_eq(str(body, "biz_opaque_callback_data"), cid);
+    snprintf(opaque, sizeof opaque, "%s:0:1", cid); /* <communication id>:<hop>:<attempt> */
+    cr_expect_str_eq(str(body, "biz_opaque_callback_data"), opaque);
     cr_expect_str_eq(str(body, "messaging_product"), "whatsapp");
     const char *text_body = str(cmn_json_get_object(body, "text"), "body");
     cr_expect_not_null(strstr(text_body, "Hello Zoë,"), "%s", text_body);
@@ -319,7 +320,8 @@ Test(whatsapp_worker, window_decides_text_or_template_and_failures_are_classifie
     cr_expect_str_eq(str(json_object_array_get_idx(bparams, 0), "text"), "24/11/2026");
     cr_expect_str_eq(str(json_object_array_get_idx(bparams, 1), "text"), "14:30");
     th_worker_comm_id(TENANT, "wa-template", cid);
-    cr_expect_str_eq(str(body, "biz_opaque_callback_data"), cid);
+    snprintf(opaque, sizeof opaque, "%s:0:1", cid); /* <communication id>:<hop>:<attempt> */
+    cr_expect_str_eq(str(body, "biz_opaque_callback_data"), opaque);
     sent = th_status_of(&st, "wa-template", "sent");
     cr_expect_str_eq(str(sent, "provider_message_id"), str(r, "wamid"));
     cr_expect_str_eq(detail(sent, "window"), "closed");

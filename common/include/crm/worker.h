@@ -14,7 +14,15 @@
  *      transfer through the channel's classifier;
  *   5. plans what follows each attempt with cmn_outcome_plan() (crm/outcome.h)
  *      and applies it:
- *        sent      -> `sent`;
+ *        sent      -> `sent`, and, on a channel with delivery receipts
+ *                     (SMS, WhatsApp) whose Dispatch still has a fallback
+ *                     plan, a receipt watch (crm/receipt.h): the next
+ *                     hop's Dispatch (hop + 1, attempt 1, the rest of the
+ *                     plan) parked on crm.defer.<tier> with x-crm-due-at
+ *                     (the first check), x-crm-target crm.send.<next>,
+ *                     x-crm-guard and the traceparent; the router's defer
+ *                     consumer sends it on after a failed receipt or a
+ *                     missed receipt deadline, and drops it otherwise;
  *        retry     -> `retry_scheduled`, and the Dispatch with attempt + 1
  *                     produced to the retry tier for its due time
  *                     (crm.retry.<channel>.<tier>, headers x-crm-due-at and
@@ -67,6 +75,7 @@
 #include "crm/dispatch.h"
 #include "crm/log.h"
 #include "crm/metrics.h"
+#include "crm/receipt.h"
 
 typedef enum cmn_worker_class {
     CMN_WORKER_SENT = 0,      /* the provider accepted the message */
@@ -217,6 +226,13 @@ typedef struct cmn_worker_config {
     int retry_max_attempts;
     int64_t retry_base_ms;
     int64_t retry_cap_ms;
+    /* Receipt-driven fallback (crm/receipt.h, docs/webhooks.md): 1 = after
+     * `sent` on a channel with receipts, park a watch for the next channel
+     * of the plan (RECEIPT_FALLBACK, on by default in the services). */
+    int receipt_fallback;
+    /* The watches' deadlines and check interval; NULL means
+     * cmn_receipt_policy_default(). Copied by cmn_worker_new. */
+    const cmn_receipt_policy_t *receipt_policy;
     const cmn_log_t *log;           /* borrowed, required */
     cmn_metrics_t *metrics;         /* borrowed, may be NULL */
 } cmn_worker_config_t;
