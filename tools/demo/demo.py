@@ -372,12 +372,12 @@ class Scenarios:
                 toks.append([tok, 1])
         return " -> ".join(t if n == 1 else "%s x%d" % (t, n) for t, n in toks)
 
-    def count_events(self, rid, status):
+    def count_events(self, rid, status, reason=None):
         cid = self.ids.get(rid)
         if not cid:
             return 0
         return int(psql("select count(*) from communication_events where communication_id = :'v1' "
-                        "and status = :'v2'", cid, status)[0][0])
+                        "and status = :'v2' and (:'v3' = '' or reason = :'v3')", cid, status, reason or "")[0][0])
 
 
 # ------------------------------------------------------------------ inbound STOP
@@ -550,7 +550,7 @@ def main():
             timeouts.append(str(e))
     print()
 
-    summary(like, checks)
+    summary(like)
     scenario_summary(scn, checks, receiver, receipt_fb, receipt_vars, stop)
 
     print("\nThe demo took %d s after the fleet was up." % (time.time() - t0))
@@ -562,9 +562,7 @@ def main():
     print("\nEvery expectation of the demo held.")
 
 
-def summary(like, checks):
-    both = "(request_id like :'v1' or request_id like :'v2')"
-    scn_like = "scn-%s-%%" % RUN
+def summary(like):
     rows = psql("select coalesce(channel,'-'), status, count(*) from communications where request_id like :'v1' "
                 "group by 1, 2 order by 1, 2", like)
     lat = psql("select count(*), round(percentile_cont(0.5) within group (order by extract(epoch from "
@@ -596,13 +594,16 @@ def summary(like, checks):
                 for d in ("new", "cur") if os.path.isdir(os.path.join(os.environ["CRM_MAILDIR"], d)))
     print("  the SMTP sandbox holds %d messages in %s" % (mails, os.environ["CRM_MAILDIR"]))
 
-    # Receipts, over the batch and the scenarios.
+
+def receipts_summary(checks):
+    """Receipts, over the batch and the scenarios."""
+    both = "(request_id like :'v1' or request_id like :'v2')"
     rec = psql("select channel, count(*) filter (where sent_at is not null), "
                "count(*) filter (where status = 'sent'), count(*) filter (where status = 'delivered'), "
                "count(*) filter (where status = 'read'), "
                "count(*) filter (where status = 'failed' and sent_at is not null) "
                "from communications where " + both + " and channel in ('sms', 'whatsapp') "
-               "group by 1 order by 1", like, scn_like)
+               "group by 1 order by 1", "demo-%s-%%" % RUN, "scn-%s-%%" % RUN)
     print("\n[4] Delivery receipts: the sandboxes post signed status callbacks (Twilio) and webhooks (Meta) to the")
     print("    webhook receiver, which turns them into delivered/read events on crm.status.")
     print("  %-10s %8s %12s %10s %6s %16s" % ("channel", "sent", "no receipt", "delivered", "read", "failed receipt"))
@@ -621,7 +622,9 @@ def summary(like, checks):
         print("  (crm-webhook-receiver is not built: no receipts are received)")
 
 
-def line(checks, scn, rows, rid, label):
+def line(checks, scn, rows, rid, label, event=None):
+    """One scenario: its current row against what was expected, its history, and
+    optionally an event (status, reason) its history must hold."""
     r = rows.get(rid)
     pred, text = scn.expect[rid]
     ok = r is not None and pred(r)
@@ -631,6 +634,10 @@ def line(checks, scn, rows, rid, label):
         now += " reason=%s" % r["reason"]
     print("  %s %-22s now %-34s expected %s" % (mark, label, now, text))
     print("       history: %s" % scn.history(rid))
+    if event:
+        n = scn.count_events(rid, *event)
+        print("  %s a `%s` event with reason %s" % (checks.check(n > 0, "%s: no %s %s event" % ((label,) + event)),
+                                                    event[0], event[1]))
 
 
 def scenario_summary(scn, checks, receiver, receipt_fb, receipt_vars, stop):
@@ -660,7 +667,7 @@ def scenario_summary(scn, checks, receiver, receipt_fb, receipt_vars, stop):
 
     print("\n[2] Fallback: 21610 (unsubscribed) is a permanent SMS failure; the plan sms > email goes on to")
     print("    email at hop 1, and the `fallback` event names both channels.")
-    line(checks, scn, rows, scn.rid("fallback-21610"), "fallback-21610")
+    line(checks, scn, rows, scn.rid("fallback-21610"), "fallback-21610", ("fallback", "unsubscribed"))
 
     print("\n[3] Preferences (PUT before sending; the router reads them through its feed):")
     print("    - opted out of SMS: an appointment reminder (sms > whatsapp > email) goes by email; with")
@@ -682,13 +689,15 @@ def scenario_summary(scn, checks, receiver, receipt_fb, receipt_vars, stop):
     print("  %s due back at %s (the window's end)" % (checks.check(ok, "quiet-hours: due at the window's end"),
                                                      due[0][0] if due else "(no deferred claim)"))
 
+    receipts_summary(checks)
+
     print("\n[5] Receipt-driven fallback: an SMS whose receipt says undelivered (30003), and a critical SMS with")
     print("    no final receipt (00000) by its receipt deadline, go on to email.")
     if receipt_fb:
-        print("    Settings: %s" % " ".join("%s=%s" % (v, os.environ[v]) if v in os.environ else v + " (default)"
-                                         for v in receipt_vars))
-        line(checks, scn, rows, scn.rid("receipt-undelivered"), "receipt-undelivered")
-        line(checks, scn, rows, scn.rid("receipt-deadline"), "receipt-deadline")
+        print("    Settings: %s (the other RECEIPT_* settings at their defaults)."
+              % " ".join("%s=%s" % (v, os.environ[v]) for v in receipt_vars if v in os.environ))
+        line(checks, scn, rows, scn.rid("receipt-undelivered"), "receipt-undelivered", ("fallback", "receipt_failed"))
+        line(checks, scn, rows, scn.rid("receipt-deadline"), "receipt-deadline", ("fallback", "receipt_deadline"))
     elif not receiver:
         print("  receipt-driven fallback: not available in this build (no webhook receiver)")
     else:
