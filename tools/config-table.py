@@ -9,7 +9,7 @@ import sys
 
 SERVICES = [("ingest", "crm-ingest"), ("router", "crm-router"), ("email-worker", "crm-email-worker"),
             ("sms-worker", "crm-sms-worker"), ("whatsapp-worker", "crm-whatsapp-worker"),
-            ("projector", "crm-projector")]
+            ("webhook-receiver", "crm-webhook-receiver"), ("projector", "crm-projector")]
 
 
 def parse(text):
