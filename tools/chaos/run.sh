@@ -29,12 +29,15 @@ except FileNotFoundError:
     rows = []
 print()
 print("chaos figures (long run)")
-head = f"{'scenario':<10} {'accepted':>8} {'terminal':>8} {'lost':>5} {'dups':>5} {'in flight':>9} {'wall s':>7}  terminal states"
+head = (f"{'scenario':<10} {'accepted':>8} {'terminal':>8} {'lost':>5} {'dups':>5} {'in flight':>9} "
+        f"{'timeouts':>8} {'wall s':>7}  terminal states")
 print(head)
 print("-" * len(head))
 for r in rows:
     print(f"{r['scenario']:<10} {r['accepted']:>8} {r['terminal']:>8} {r['lost']:>5} "
-          f"{r['provider_duplicates']:>5} {r['in_flight_at_kills']:>9} {r['wall_ms'] / 1000:>7.1f}  {r['by_status']}")
+          f"{r['provider_duplicates']:>5} {r['in_flight_at_kills']:>9} {r.get('client_timeouts', 0):>8} "
+          f"{r['wall_ms'] / 1000:>7.1f}  {r['by_status']}")
+print("dups must stay within in flight + timeouts (timed-out attempts); lost must be 0")
 for r in rows:
     if r["kills"]:
         kills = ", ".join(f"{k['target']} {k['in_flight']}" for k in r["kills"])
