@@ -336,7 +336,7 @@ int cmn_delay_headers_parse(const cmn_delay_topic_t *source, const void *due_at,
         out->alternate = 1;
         return 0;
     }
-    char why_buf[96];
+    char why_buf[160]; /* "must be " + the longest target + the rest */
     if (source->kind == CMN_DELAY_DEFER) {
         snprintf(why_buf, sizeof why_buf, "must be %s or crm.send.<channel> for a record on this topic", want);
     } else {
