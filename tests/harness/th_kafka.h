@@ -38,4 +38,20 @@ th_kafka_record_t *th_kafka_read_all(const char *brokers, const char *topic, siz
                                      size_t *n);
 void th_kafka_records_free(th_kafka_record_t *r, size_t n);
 
+/* Reads every record topic holds now: the end (high watermark) of each
+ * partition is taken first and the partition is read up to it, so the call
+ * returns as soon as that is done and never waits for records that may
+ * come later. Use it once what the test waits for is known to be in the log
+ * (a sentinel behind it was processed, the group committed everything).
+ * Returns a malloc'd array (free with th_kafka_records_free) and the count
+ * in *n, or NULL when the topic could not be read to its end in timeout_ms. */
+th_kafka_record_t *th_kafka_read_to_end(const char *brokers, const char *topic, int timeout_ms, size_t *n);
+
+/* How many records of topic consumer group `group` has not committed: the
+ * sum over the partitions of the end of the log minus the committed offset
+ * (the start of the log where nothing is committed). It asks the group
+ * coordinator without joining the group. 0 means the group has processed
+ * and committed everything produced so far. Returns 0 with *lag, or -1. */
+int th_kafka_group_lag(const char *brokers, const char *group, const char *topic, int timeout_ms, int64_t *lag);
+
 #endif

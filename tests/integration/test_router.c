@@ -24,6 +24,7 @@
 #include "th_proc.h"
 
 #define TENANT "acme"
+#define GROUP "router-test"
 
 typedef struct fixture {
     th_kafka_t *kafka;
@@ -65,7 +66,7 @@ static void start_router(fixture_t *fx, const char *const *extra)
     env[n++] = port;
     env[n++] = "HTTP_BIND=127.0.0.1";
     env[n++] = "LOG_LEVEL=debug";
-    env[n++] = "ROUTER_GROUP_ID=router-test";
+    env[n++] = "ROUTER_GROUP_ID=" GROUP;
     /* A restarted router takes over a killed one's partitions within
      * seconds instead of the default 45. */
     env[n++] = "KAFKA_SESSION_TIMEOUT_MS=6000";
@@ -105,11 +106,11 @@ static long long qint(const fixture_t *fx, const char *sql)
 static void wait_at_least(const fixture_t *fx, const char *sql, long long want, int timeout_ms)
 {
     long long got = -1;
-    for (int waited = 0; waited <= timeout_ms; waited += 100) {
+    for (int waited = 0; waited <= timeout_ms; waited += 50) {
         got = qint(fx, sql);
         if (got >= want)
             return;
-        sleep_ms(100);
+        sleep_ms(50);
     }
     cr_assert_fail("%s: want >= %lld, got %lld (router log: %s)", sql, want, got, fx->proc.log_path);
 }
@@ -160,6 +161,33 @@ static th_kafka_record_t *read_topic(const fixture_t *fx, const char *topic, siz
 {
     th_kafka_record_t *r = th_kafka_read_all(fx->brokers, topic, expect, timeout_ms, n);
     cr_assert_not_null(r, "cannot read %s", topic);
+    return r;
+}
+
+/* Waits until the router's group has committed every record of
+ * crm.requests: each one was processed, and what its batch produced was
+ * acknowledged before the commit. After this, reading an output topic to
+ * its end sees everything the router will ever write for these requests,
+ * doubles included, without waiting out a timeout. */
+static void settle(const fixture_t *fx)
+{
+    int64_t lag = -1;
+    for (int waited = 0; waited <= 60000; waited += 50) {
+        cr_assert_eq(th_kafka_group_lag(fx->brokers, GROUP, "crm.requests", 10000, &lag), 0,
+                     "cannot read the offsets of " GROUP);
+        if (lag == 0)
+            return;
+        sleep_ms(50);
+    }
+    cr_assert_fail("the router left %lld records of crm.requests uncommitted (router log: %s)", (long long)lag,
+                   fx->proc.log_path);
+}
+
+/* Everything topic holds now (see settle). */
+static th_kafka_record_t *read_to_end(const fixture_t *fx, const char *topic, size_t *n)
+{
+    th_kafka_record_t *r = th_kafka_read_to_end(fx->brokers, topic, 20000, n);
+    cr_assert_not_null(r, "cannot read %s to its end", topic);
     return r;
 }
 
@@ -340,13 +368,14 @@ Test(router, duplicates_are_dispatched_once, .timeout = 240)
     produce_request(&fx, "sentinel-2", "client-1");
     start_router(&fx, NULL);
     wait_done(&fx, "sentinel-2");
+    settle(&fx);
 
     size_t n = 0;
-    th_kafka_record_t *d = read_topic(&fx, "crm.send.email", 4, 5000, &n);
+    th_kafka_record_t *d = read_to_end(&fx, "crm.send.email", &n);
     cr_expect_eq(n, 3, "dup-1, sentinel-1 and sentinel-2 once each");
     cr_expect_eq(count_where(d, n, "communication_id", id, NULL, NULL), 1, "dup-1 dispatched once");
     size_t ns = 0;
-    th_kafka_record_t *st = read_topic(&fx, "crm.status", 7, 5000, &ns);
+    th_kafka_record_t *st = read_to_end(&fx, "crm.status", &ns);
     cr_expect_eq(count_where(st, ns, "communication_id", id, "status", "accepted"), 1,
                  "a duplicate produces no status");
     cr_expect_eq(ns, 6, "accepted + routed for three requests");
@@ -375,9 +404,10 @@ Test(router, bad_records_go_to_the_dlq_and_routing_goes_on, .timeout = 180)
             "\"message_type\":\"welcome\",\"urgency\":\"urgent\",\"recipient\":{\"email\":\"ana@example.com\"}}");
     produce_request(&fx, "good-2", "client-3");
     wait_done(&fx, "good-2");
+    settle(&fx);
 
     size_t n = 0;
-    th_kafka_record_t *dlq = read_topic(&fx, "crm.dlq", 4, 20000, &n);
+    th_kafka_record_t *dlq = read_to_end(&fx, "crm.dlq", &n);
     cr_assert_eq(n, 4, "four bad records on crm.dlq");
     char err[256];
     for (size_t i = 0; i < n; i++) {
@@ -405,7 +435,7 @@ Test(router, bad_records_go_to_the_dlq_and_routing_goes_on, .timeout = 180)
     comm_id("bad-1", bad);
     comm_id("good-1", good);
     size_t ns = 0;
-    th_kafka_record_t *st = read_topic(&fx, "crm.status", 6, 5000, &ns);
+    th_kafka_record_t *st = read_to_end(&fx, "crm.status", &ns);
     long rej = find_where(st, ns, "communication_id", bad, "status", "rejected");
     cr_assert_geq(rej, 0, "invalid request with ids gets a rejected status");
     cr_expect(strstr(st[rej].value, "\"reason\":\"invalid_request\"") != NULL, "%s", st[rej].value);
@@ -416,7 +446,7 @@ Test(router, bad_records_go_to_the_dlq_and_routing_goes_on, .timeout = 180)
     cr_expect_eq(ns, 5, "good-1 and good-2 accepted + routed, bad-1 rejected");
 
     size_t nd = 0;
-    th_kafka_record_t *d = read_topic(&fx, "crm.send.email", 3, 5000, &nd);
+    th_kafka_record_t *d = read_to_end(&fx, "crm.send.email", &nd);
     cr_expect_eq(nd, 2, "routing went on after the bad records");
     cr_expect_eq(metric(&fx, "router_requests_total{outcome=\"rejected\"}"), 4);
     cr_expect_eq(qint(&fx, "SELECT count(*) FROM request_claims WHERE request_id = 'bad-1'"), 0,
@@ -468,8 +498,9 @@ Test(router, suppressions_carry_their_reason, .timeout = 180)
                   reason != NULL ? reason : "(none)", cases[i][1]);
         json_object_put(o);
     }
+    settle(&fx);
     size_t nd = 0;
-    th_kafka_record_t *d = read_topic(&fx, "crm.send.email", 1, 5000, &nd);
+    th_kafka_record_t *d = read_to_end(&fx, "crm.send.email", &nd);
     cr_expect_eq(nd, 0, "nothing dispatched");
     cr_expect_eq(metric(&fx, "router_requests_total{outcome=\"suppressed\"}"), 3);
     th_kafka_records_free(st, ns);
@@ -542,9 +573,10 @@ Test(router, resumed_claims_are_not_dispatched_twice, .timeout = 180)
      * was processed (and skipped) too. */
     produce_request(&fx, "sentinel", "client-6");
     wait_done(&fx, "sentinel");
+    settle(&fx);
 
     size_t n = 0;
-    th_kafka_record_t *d = read_topic(&fx, "crm.send.email", 5, 5000, &n);
+    th_kafka_record_t *d = read_to_end(&fx, "crm.send.email", &n);
     cr_expect_eq(count_where(d, n, "communication_id", sent, NULL, NULL), 1,
                  "the Dispatch already in the log is not produced again");
     cr_expect_eq(count_where(d, n, "communication_id", legacy, NULL, NULL), 1,
@@ -614,8 +646,11 @@ Test(router, rides_out_a_database_outage, .timeout = 240)
     sleep_ms(3000);
     cr_assert_eq(readyz(&fx), 503, "stays unready for as long as the outage lasts");
     cr_assert(th_proc_alive(&fx.proc), "the router died during the outage; see %s", fx.proc.log_path);
+    /* The requests were polled before the router turned unready, and it
+     * has been unready for 3 s since: a Dispatch without a claim would be
+     * in the log by now. */
     size_t n = 0;
-    th_kafka_record_t *d = read_topic(&fx, "crm.send.email", 2, 5000, &n);
+    th_kafka_record_t *d = read_to_end(&fx, "crm.send.email", &n);
     cr_expect_eq(n, 1, "nothing is dispatched without a claim");
     th_kafka_records_free(d, n);
 
@@ -626,7 +661,8 @@ Test(router, rides_out_a_database_outage, .timeout = 240)
         sleep_ms(200);
     }
     cr_assert_eq(status, 200);
-    d = read_topic(&fx, "crm.send.email", 7, 5000, &n);
+    settle(&fx);
+    d = read_to_end(&fx, "crm.send.email", &n);
     cr_expect_eq(n, 6, "every request dispatched once after the outage");
     for (int i = 0; i < 5; i++) {
         char id[CMN_UUID_STR_LEN + 1];
@@ -665,10 +701,12 @@ Test(router, kill_9_mid_stream_loses_and_doubles_nothing, .timeout = 400)
     start_router(&fx, env);
     wait_at_least(&fx, done, STREAM, 180000);
 
-    /* Read everything there is (asking for more than can exist, so the
-     * reader waits out its timeout) to catch any double. */
+    /* Once every record of crm.requests is committed (the replays of
+     * partitions taken over after a kill included), read everything there
+     * is to catch any double. */
+    settle(&fx);
     size_t n = 0;
-    th_kafka_record_t *d = read_topic(&fx, "crm.send.email", 2 * STREAM, 10000, &n);
+    th_kafka_record_t *d = read_to_end(&fx, "crm.send.email", &n);
     cr_expect_eq(n, STREAM, "%zu Dispatches for %d requests", n, STREAM);
     for (int i = 0; i < STREAM; i++) {
         char id[CMN_UUID_STR_LEN + 1];
