@@ -22,9 +22,13 @@
 #define APIKEY_PRODUCE 0
 
 /* Test settings that keep group rebalances and failure detection in the
- * range of seconds instead of librdkafka's production defaults. */
+ * range of seconds instead of librdkafka's production defaults. The mock
+ * coordinator waits the session timeout less one second for the members of
+ * a running group to rejoin, once per rebalance (a cooperative split takes
+ * two), so the session is short; heartbeats every 500 ms still leave a
+ * member five chances before it is dropped. */
 static const char *const fast_consumer[] = {
-    "session.timeout.ms=6000", "heartbeat.interval.ms=500", "topic.metadata.refresh.interval.ms=1000", NULL};
+    "session.timeout.ms=3000", "heartbeat.interval.ms=500", "topic.metadata.refresh.interval.ms=1000", NULL};
 
 typedef struct fixture {
     th_kafka_t *k;
@@ -123,6 +127,12 @@ static void seen_free(seen_t *s)
     memset(s, 0, sizeof(*s));
 }
 
+/* Polls (and commits) batches into s until group has committed every
+ * record of topic, so that s holds all the member will ever read of it
+ * (no more records are produced meanwhile), or timeout_ms passes. */
+static void drain_until_committed(cmn_kafka_consumer_t *c, seen_t *s, const char *brokers, const char *group,
+                                  const char *topic, int timeout_ms);
+
 /* Polls batches into s until it holds want values or timeout_ms passes,
  * committing every batch when commit is set. Returns how many were added. */
 static size_t drain(cmn_kafka_consumer_t *c, seen_t *s, size_t want, int timeout_ms, int commit)
@@ -141,6 +151,21 @@ static size_t drain(cmn_kafka_consumer_t *c, seen_t *s, size_t want, int timeout
             cr_assert_eq(cmn_kafka_consumer_commit_batch(c), 0);
     }
     return added;
+}
+
+static void drain_until_committed(cmn_kafka_consumer_t *c, seen_t *s, const char *brokers, const char *group,
+                                  const char *topic, int timeout_ms)
+{
+    int64_t deadline = cmn_monotonic_ms() + timeout_ms;
+    int64_t lag = -1;
+    for (;;) {
+        cr_assert_eq(th_kafka_group_lag(brokers, group, topic, 10000, &lag), 0, "offsets of %s", group);
+        if (lag == 0)
+            return;
+        cr_assert_lt(cmn_monotonic_ms(), deadline, "%s left %lld records of %s uncommitted", group, (long long)lag,
+                     topic);
+        drain(c, s, 1000, 200, 1);
+    }
 }
 
 static const char *const requests_only[] = {CMN_TOPIC_REQUESTS, NULL};
@@ -217,7 +242,10 @@ Test(kafka, committed_offsets_are_resumed_by_the_next_member, .timeout = 120)
     produce_values(p, CMN_TOPIC_REQUESTS, "second", 0, 15);
     seen_t b = {0};
     cmn_kafka_consumer_t *c2 = consumer(&f, "g-resume", requests_only, NULL, NULL, NULL);
-    drain(c2, &b, 1000, 8000, 1);
+    /* Everything c2 reads, from wherever it starts, up to the end of the
+     * log: a member that started from the beginning would show the old
+     * records here. */
+    drain_until_committed(c2, &b, f.brokers, "g-resume", CMN_TOPIC_REQUESTS, 30000);
     cr_assert_eq(b.n, 15, "the new member read %zu records, want only the 15 new ones", b.n);
     for (size_t i = 0; i < b.n; i++)
         cr_assert_eq(strncmp(b.values[i], "second-", 7), 0, "re-delivered %s", b.values[i]);
@@ -617,7 +645,7 @@ Test(kafka, cooperative_group_splits_and_takes_over_without_loss, .timeout = 180
     while ((mb.owned < 12 || sa.n + sb.n < 600) && cmn_monotonic_ms() < deadline)
         drain(b, &sb, 1000, 200, 1);
     cr_assert_eq(mb.owned, 12, "b owns everything after a left (b=%d)", mb.owned);
-    drain(b, &sb, 1000, 1500, 1);
+    drain_until_committed(b, &sb, f.brokers, "g-coop", CMN_TOPIC_REQUESTS, 30000);
 
     /* No record is lost. Records consumed in a steady group (after the
      * split settled, and after a left: b's regained partitions resume after
