@@ -32,6 +32,7 @@
 #include "th_proc.h"
 
 #define TENANT "acme"
+#define GROUP "router-prefs-test"
 #define DATA_KEY "router-test-data-key-0123456789abcdef"
 #define TRACE "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 #define CONSENT ",\"whatsapp_consent\":{\"granted\":true,\"at\":\"2025-01-01T00:00:00Z\",\"source\":\"web_form\"}"
@@ -76,7 +77,7 @@ static void start_router(fixture_t *fx, const char *const *extra)
     env[n++] = port;
     env[n++] = "HTTP_BIND=127.0.0.1";
     env[n++] = "LOG_LEVEL=debug";
-    env[n++] = "ROUTER_GROUP_ID=router-prefs-test";
+    env[n++] = "ROUTER_GROUP_ID=" GROUP;
     env[n++] = "KAFKA_SESSION_TIMEOUT_MS=6000";
     env[n++] = "ROUTER_ENABLED_CHANNELS=email,sms,whatsapp";
     env[n++] = "CRM_DATA_KEY=" DATA_KEY;
@@ -117,10 +118,10 @@ static void wait_claim_ms(const fixture_t *fx, const char *request_id, const cha
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM request_claims WHERE tenant_id = '" TENANT "' AND request_id = '%s' AND state = '%s'",
              request_id, state);
-    for (int waited = 0; waited <= timeout_ms; waited += 100) {
+    for (int waited = 0; waited <= timeout_ms; waited += 50) {
         if (qint(fx, sql) >= 1)
             return;
-        sleep_ms(100);
+        sleep_ms(50);
     }
     cr_assert_fail("claim %s never reached %s (router log: %s)", request_id, state, fx->proc.log_path);
 }
@@ -150,10 +151,10 @@ static long long metric(const fixture_t *fx, const char *series)
 
 static void wait_metric(const fixture_t *fx, const char *series, long long want)
 {
-    for (int waited = 0; waited <= 30000; waited += 100) {
+    for (int waited = 0; waited <= 30000; waited += 50) {
         if (metric(fx, series) >= want)
             return;
-        sleep_ms(100);
+        sleep_ms(50);
     }
     cr_assert_fail("%s never reached %lld (router log: %s)", series, want, fx->proc.log_path);
 }
@@ -254,6 +255,33 @@ static long find_where(const th_kafka_record_t *recs, size_t n, const char *fiel
             return (long)i;
     }
     return -1;
+}
+
+/* Waits until the router's group has committed every record of
+ * crm.requests: each one was processed, and what its batch produced was
+ * acknowledged before the commit. After this, reading an output topic to
+ * its end sees everything the router will write for these records,
+ * doubles included, without waiting out a timeout. */
+static void settle(const fixture_t *fx)
+{
+    int64_t lag = -1;
+    for (int waited = 0; waited <= 60000; waited += 50) {
+        cr_assert_eq(th_kafka_group_lag(fx->brokers, GROUP, "crm.requests", 10000, &lag), 0,
+                     "cannot read the offsets of " GROUP);
+        if (lag == 0)
+            return;
+        sleep_ms(50);
+    }
+    cr_assert_fail("the router left %lld records of crm.requests uncommitted (router log: %s)", (long long)lag,
+                   fx->proc.log_path);
+}
+
+/* Everything topic holds now (see settle). */
+static th_kafka_record_t *read_to_end(const fixture_t *fx, const char *topic, size_t *n)
+{
+    th_kafka_record_t *r = th_kafka_read_to_end(fx->brokers, topic, 20000, n);
+    cr_assert_not_null(r, "cannot read %s to its end", topic);
+    return r;
 }
 
 /* The reason of comm's status `status`, or "" when there is none. */
@@ -366,8 +394,9 @@ Test(router_prefs, opt_out_consent_and_contacts, .timeout = 180)
     cr_assert_not_null(d, "with consent WhatsApp goes first");
     json_object_put(d);
 
+    settle(&fx);
     size_t n = 0;
-    th_kafka_record_t *wa = read_topic(&fx, "crm.send.whatsapp", 2, 3000, &n);
+    th_kafka_record_t *wa = read_to_end(&fx, "crm.send.whatsapp", &n);
     cr_expect_eq(n, 1, "nothing else on WhatsApp");
     th_kafka_records_free(wa, n);
 
@@ -489,13 +518,14 @@ Test(router_prefs, quiet_hours_defer_and_the_return_is_routed_once, .timeout = 2
     produce_request(&fx, "sentinel", "c-night", "[\"email\"]");
     wait_claim(&fx, "sentinel", "done");
     wait_metric(&fx, "router_requests_total{outcome=\"duplicate\"}", 3);
+    settle(&fx);
 
     size_t n = 0;
-    th_kafka_record_t *sms = read_topic(&fx, "crm.send.sms", 3, 5000, &n);
+    th_kafka_record_t *sms = read_to_end(&fx, "crm.send.sms", &n);
     cr_expect_eq(count_where(sms, n, "communication_id", c1, NULL, NULL), 1, "routed exactly once");
     cr_expect_eq(count_where(sms, n, "communication_id", c2, NULL, NULL), 0);
     th_kafka_records_free(sms, n);
-    st = read_topic(&fx, "crm.status", 20, 5000, &ns);
+    st = read_to_end(&fx, "crm.status", &ns);
     cr_expect_eq(count_where(st, ns, "communication_id", c1, "status", "accepted"), 1,
                  "accepted once: a returning request is not accepted again");
     cr_expect_eq(count_where(st, ns, "communication_id", c1, "status", "routed"), 1);
@@ -597,11 +627,11 @@ static void stop_router(fixture_t *fx, int sig)
 static void wait_count(const fixture_t *fx, const char *sql, long long want, int timeout_ms)
 {
     long long got = -1;
-    for (int waited = 0; waited <= timeout_ms; waited += 100) {
+    for (int waited = 0; waited <= timeout_ms; waited += 50) {
         got = qint(fx, sql);
         if (got >= want)
             return;
-        sleep_ms(100);
+        sleep_ms(50);
     }
     cr_assert_fail("%s: want >= %lld, got %lld (router log: %s)", sql, want, got, fx->proc.log_path);
 }
@@ -645,14 +675,15 @@ Test(router_prefs, stale_deferral_copies_are_duplicates_and_returns_resume, .tim
     start_router(&fx, NULL);
     wait_claim(&fx, "twice", "done");
     wait_claim(&fx, "taken", "done");
+    settle(&fx);
 
     size_t n = 0;
-    th_kafka_record_t *sms = read_topic(&fx, "crm.send.sms", 3, 5000, &n);
+    th_kafka_record_t *sms = read_to_end(&fx, "crm.send.sms", &n);
     cr_expect_eq(count_where(sms, n, "communication_id", c1, NULL, NULL), 1, "the current deferral is routed once");
     cr_expect_eq(count_where(sms, n, "communication_id", c2, NULL, NULL), 1, "the resumed return is routed");
     cr_expect_eq(n, 2);
     size_t ns = 0;
-    th_kafka_record_t *st = read_topic(&fx, "crm.status", 5, 5000, &ns);
+    th_kafka_record_t *st = read_to_end(&fx, "crm.status", &ns);
     cr_expect_eq(count_where(st, ns, "status", "accepted", NULL, NULL), 0, "returning requests are not accepted again");
     cr_expect_eq(ns, 2, "routed twice, nothing else");
     cr_expect_eq(metric(&fx, "router_requests_total{outcome=\"duplicate\"}"), 1, "the copy of deferral 1");
@@ -697,8 +728,10 @@ Test(router_prefs, kill_9_while_deferring_and_returning, .timeout = 600)
     wait_count(&fx, deferred, KSTREAM, 180000);
     stop_router(&fx, SIGTERM);
 
+    /* The router has exited after its produces were acknowledged: the log
+     * holds every copy it will ever write. */
     size_t nd = 0;
-    th_kafka_record_t *def = read_topic(&fx, "crm.defer.1h", 2 * KSTREAM, 10000, &nd);
+    th_kafka_record_t *def = read_to_end(&fx, "crm.defer.1h", &nd);
     cr_assert_geq(nd, KSTREAM, "every request waits in crm.defer.1h");
     fprintf(stderr, "%zu deferred records for %d requests\n", nd, KSTREAM);
 
@@ -715,9 +748,10 @@ Test(router_prefs, kill_9_while_deferring_and_returning, .timeout = 600)
     stop_router(&fx, SIGKILL);
     start_router(&fx, env);
     wait_count(&fx, done, KSTREAM, 180000);
+    settle(&fx);
 
     size_t n = 0;
-    th_kafka_record_t *sms = read_topic(&fx, "crm.send.sms", 2 * KSTREAM, 10000, &n);
+    th_kafka_record_t *sms = read_to_end(&fx, "crm.send.sms", &n);
     cr_expect_eq(n, KSTREAM, "%zu Dispatches for %d requests", n, KSTREAM);
     for (int i = 0; i < KSTREAM; i++) {
         char id[CMN_UUID_STR_LEN + 1];
