@@ -49,21 +49,63 @@ static void fixture_init(fixture_t *fx, const char *name)
     cr_assert_eq(th_smtp_start(&fx->smtp, name), 0, "SMTP sandbox did not start");
 }
 
-/* Starts crm-email-worker; extra is NULL or a NULL-terminated NAME=value
- * list that adds to or replaces the defaults below (and th_worker_start's). */
-static void start_worker(fixture_t *fx, const char *const *extra)
+/* Starts crm-email-worker as w, sending to smtp; extra is NULL or a
+ * NULL-terminated NAME=value list that adds to or replaces the defaults
+ * below (and th_worker_start's). */
+static void start_worker_as(th_worker_t *w, const th_smtp_t *smtp, const char *const *extra)
 {
     char smtp_port[32], user[96], pass[96], ca[700], tmpl[600], group[128];
-    snprintf(smtp_port, sizeof smtp_port, "SMTP_PORT=%d", fx->smtp.port);
-    snprintf(user, sizeof user, "SMTP_USERNAME=%s", fx->smtp.username);
-    snprintf(pass, sizeof pass, "SMTP_PASSWORD=%s", fx->smtp.password);
-    snprintf(ca, sizeof ca, "SMTP_CA_FILE=%s", fx->smtp.ca_file);
+    snprintf(smtp_port, sizeof smtp_port, "SMTP_PORT=%d", smtp->port);
+    snprintf(user, sizeof user, "SMTP_USERNAME=%s", smtp->username);
+    snprintf(pass, sizeof pass, "SMTP_PASSWORD=%s", smtp->password);
+    snprintf(ca, sizeof ca, "SMTP_CA_FILE=%s", smtp->ca_file);
     snprintf(tmpl, sizeof tmpl, "EMAIL_TEMPLATES_DIR=%s/templates", CRM_SOURCE_DIR);
-    snprintf(group, sizeof group, "EMAIL_GROUP_ID=email-test-%s", fx->w.name);
+    snprintf(group, sizeof group, "EMAIL_GROUP_ID=email-test-%s", w->name);
     const char *const defaults[] = {"SMTP_HOST=127.0.0.1", smtp_port, user, pass, "SMTP_FROM_EMAIL=" FROM_EMAIL,
                                     "SMTP_FROM_NAME=" FROM_NAME, "SMTP_USE_TLS=true", ca, "SMTP_TIMEOUT_MS=20000",
                                     tmpl, group, NULL};
-    th_worker_start(&fx->w, "crm-email-worker", defaults, extra);
+    th_worker_start(w, "crm-email-worker", defaults, extra);
+}
+
+static void start_worker(fixture_t *fx, const char *const *extra)
+{
+    start_worker_as(&fx->w, &fx->smtp, extra);
+}
+
+/* A second worker for a test that runs several configurations side by
+ * side: its own mock cluster (so each worker reads only its own dispatches)
+ * and consumer groups, the fixture's SMTP sandbox. Each worker's group join
+ * waits out the mock coordinator's 3 s initial delay; side by side, those
+ * waits overlap instead of adding up. */
+static void start_side_worker(fixture_t *fx, th_worker_t *w, const char *name, const char *const *extra)
+{
+    th_worker_init(w, name, TENANT, "crm.send.email", TRACEPARENT);
+    start_worker_as(w, &fx->smtp, extra);
+}
+
+/* Waits until the worker's group has committed every record of its input
+ * topic. The worker commits a batch only once every transfer of it ended
+ * and the outcomes were acknowledged, so after this no message of these
+ * records is still on its way to the sandbox. */
+static void wait_committed(const th_worker_t *w)
+{
+    char group[128];
+    int64_t lag = -1;
+    snprintf(group, sizeof group, "email-test-%s", w->name);
+    for (int waited = 0; waited <= 60000; waited += 50) {
+        cr_assert_eq(th_kafka_group_lag(w->brokers, group, w->topic, 10000, &lag), 0, "offsets of %s", group);
+        if (lag == 0)
+            return;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_fail("%s left %lld records uncommitted; see %s", group, (long long)lag, w->proc.log_path);
+}
+
+static void side_worker_fini(th_worker_t *w)
+{
+    th_worker_stop(w);
+    th_kafka_stop(w->kafka);
 }
 
 static void fixture_fini(fixture_t *fx)
@@ -350,10 +392,17 @@ Test(email_worker, tls_verification_and_auth_are_enforced, .timeout = 240)
     fixture_t fx;
     fixture_init(&fx, "tls");
     /* Without the sandbox's CA the certificate cannot be verified, and the
-     * worker must refuse to talk rather than send in the clear or unverified. */
+     * worker must refuse to talk rather than send in the clear or unverified.
+     * A second worker, side by side, has a wrong password. */
     start_worker(&fx, (const char *const[]){"SMTP_CA_FILE=", "RETRY_MAX_ATTEMPTS=1", NULL});
+    th_worker_t wrong;
+    start_side_worker(&fx, &wrong, "tls-password", (const char *const[]){"SMTP_PASSWORD=wrong-password", NULL});
     dspec_t d1 = {"tls-1", NULL, "ivan@example.com", "Ivan", "en", "welcome", NULL, NULL};
     produce_dispatch(&fx, &d1);
+    th_dispatch_t d2 = {.tenant = TENANT, .request_id = "tls-2", .channel = "email", .to = "judy@example.com",
+                        .name = "Judy", .locale = "en", .message_type = "welcome"};
+    th_worker_produce_dispatch(&wrong, &d2);
+
     th_statuses_t st;
     th_worker_read_statuses(&fx.w, 2, &st);
     json_object *f = th_status_of(&st, "tls-1", "dead");
@@ -363,16 +412,14 @@ Test(email_worker, tls_verification_and_auth_are_enforced, .timeout = 240)
     cr_expect_eq(th_worker_stop(&fx.w), 0);
 
     /* A wrong password: the server's 535 is a permanent failure. */
-    start_worker(&fx, (const char *const[]){"SMTP_PASSWORD=wrong-password", NULL});
-    dspec_t d2 = {"tls-2", NULL, "judy@example.com", "Judy", "en", "welcome", NULL, NULL};
-    produce_dispatch(&fx, &d2);
-    th_worker_read_statuses(&fx.w, 4, &st);
+    th_worker_read_statuses(&wrong, 2, &st);
     f = th_status_of(&st, "tls-2", "failed");
     cr_expect_str_eq(str(f, "error_code"), "535");
     cr_expect_not_null(strstr(str(f, "error_message"), "535"), "%s", str(f, "error_message"));
     th_statuses_free(&st);
     cr_expect_eq(th_smtp_count(&fx.smtp), 0, "nothing may be delivered");
-    cr_expect_eq(th_worker_stop(&fx.w), 0);
+    cr_expect_eq(th_worker_stop(&wrong), 0);
+    side_worker_fini(&wrong);
     fixture_fini(&fx);
 }
 
@@ -499,17 +546,44 @@ Test(email_worker, tracking_links_and_list_unsubscribe, .timeout = 300)
     make_templates(&fx, tpl, sizeof tpl);
     snprintf(tpl_env, sizeof tpl_env, "EMAIL_TEMPLATES_DIR=%s", tpl);
 
+    /* Four configurations, each its own worker, side by side (see
+     * start_side_worker); each sends to its own recipients. */
     /* ---- everything on (the base URL given with a trailing slash). */
     start_worker(&fx, (const char *const[]){tpl_env, "TRACKING_BASE_URL=" TRACK_BASE "/",
                                             "CRM_TRACKING_KEY=" TRACK_KEY, "UNSUBSCRIBE_MAILTO=unsubscribe@crm.example",
                                             NULL});
+    /* ---- only UNSUBSCRIBE_MAILTO. */
+    th_worker_t w_mailto, w_off, w_none;
+    start_side_worker(&fx, &w_mailto, "track-mailto",
+                      (const char *const[]){tpl_env, "CRM_TRACKING_KEY=" TRACK_KEY,
+                                            "UNSUBSCRIBE_MAILTO=unsubscribe@crm.example", NULL});
+    /* ---- base URL with opens and clicks off. */
+    start_side_worker(&fx, &w_off, "track-off",
+                      (const char *const[]){tpl_env, "TRACKING_BASE_URL=" TRACK_BASE, "CRM_TRACKING_KEY=" TRACK_KEY,
+                                            "EMAIL_TRACK_OPENS=false", "EMAIL_TRACK_CLICKS=false", NULL});
+    /* ---- nothing configured. */
+    start_side_worker(&fx, &w_none, "track-none", (const char *const[]){tpl_env, NULL});
+
     dspec_t news = {"trk-news", NULL, "nina@example.com", "Nina", "en", "newsletter", NEWS_CONTEXT, NULL};
     th_dispatch_t reset = {.tenant = TENANT, .request_id = "trk-reset", .channel = "email", .to = "omar@example.com",
                            .name = "Omar", .locale = "en", .message_type = "password_reset",
                            .context = "{\"reset_url\":\"https://crm.example/reset?t=abc&u=1\"}", .hop = 1};
     produce_dispatch(&fx, &news);
     th_worker_produce_dispatch(&fx.w, &reset);
-    cr_assert_eq(th_smtp_wait(&fx.smtp, 2, 60000), 2, "log: %s", fx.w.proc.log_path);
+    const th_dispatch_t news2 = {.tenant = TENANT, .request_id = "trk-mailto", .channel = "email",
+                                 .to = "pia@example.com", .name = "Pia", .locale = "en",
+                                 .message_type = "newsletter", .context = NEWS_CONTEXT};
+    const th_dispatch_t news3 = {.tenant = TENANT, .request_id = "trk-off", .channel = "email",
+                                 .to = "quinn@example.com", .name = "Quinn", .locale = "en",
+                                 .message_type = "newsletter", .context = NEWS_CONTEXT};
+    const th_dispatch_t news4 = {.tenant = TENANT, .request_id = "trk-none", .channel = "email",
+                                 .to = "rui@example.com", .name = "Rui", .locale = "en",
+                                 .message_type = "newsletter", .context = NEWS_CONTEXT};
+    th_worker_produce_dispatch(&w_mailto, &news2);
+    th_worker_produce_dispatch(&w_off, &news3);
+    th_worker_produce_dispatch(&w_none, &news4);
+    cr_assert_eq(th_smtp_wait(&fx.smtp, 5, 60000), 5, "logs: %s %s %s %s", fx.w.proc.log_path,
+                 w_mailto.proc.log_path, w_off.proc.log_path, w_none.proc.log_path);
     th_statuses_t st;
     th_worker_read_statuses(&fx.w, 4, &st);
     th_status_of(&st, "trk-news", "sent");
@@ -583,11 +657,6 @@ Test(email_worker, tracking_links_and_list_unsubscribe, .timeout = 300)
     /* ---- only UNSUBSCRIBE_MAILTO: List-Unsubscribe with the mailto URI,
      * no one-click (it needs an https URI), no pixel, links untouched; the
      * visible link is the mailto URI. */
-    start_worker(&fx, (const char *const[]){tpl_env, "CRM_TRACKING_KEY=" TRACK_KEY,
-                                            "UNSUBSCRIBE_MAILTO=unsubscribe@crm.example", NULL});
-    dspec_t news2 = {"trk-mailto", NULL, "pia@example.com", "Pia", "en", "newsletter", NEWS_CONTEXT, NULL};
-    produce_dispatch(&fx, &news2);
-    cr_assert_eq(th_smtp_wait(&fx.smtp, 3, 60000), 3);
     m = track_inspect(&fx, "pia@example.com");
     uris = cmn_json_get_array(m, "list_unsubscribe");
     cr_assert_eq(json_object_array_length(uris), 1, "%s", str(m, "list_unsubscribe_raw"));
@@ -598,15 +667,10 @@ Test(email_worker, tracking_links_and_list_unsubscribe, .timeout = 300)
     cr_expect_str_eq(str(link_at(m, 0), "href"), "https://crm.example/offer?a=1&b=2");
     cr_expect_str_eq(str(link_at(m, 6), "href"), str(unsub, "mailto"));
     json_object_put(m);
-    cr_expect_eq(th_worker_stop(&fx.w), 0);
+    cr_expect_eq(th_worker_stop(&w_mailto), 0);
 
     /* ---- base URL with opens and clicks off: List-Unsubscribe and the
      * one-click header stay, the HTML is not rewritten. */
-    start_worker(&fx, (const char *const[]){tpl_env, "TRACKING_BASE_URL=" TRACK_BASE, "CRM_TRACKING_KEY=" TRACK_KEY,
-                                            "EMAIL_TRACK_OPENS=false", "EMAIL_TRACK_CLICKS=false", NULL});
-    dspec_t news3 = {"trk-off", NULL, "quinn@example.com", "Quinn", "en", "newsletter", NEWS_CONTEXT, NULL};
-    produce_dispatch(&fx, &news3);
-    cr_assert_eq(th_smtp_wait(&fx.smtp, 4, 60000), 4);
     m = track_inspect(&fx, "quinn@example.com");
     cr_expect_eq(json_object_array_length(cmn_json_get_array(m, "list_unsubscribe")), 1);
     expect_token(cmn_json_get_object(cmn_json_get_object(m, "unsubscribe"), "https_token"), "unsubscribe", "trk-off",
@@ -615,13 +679,9 @@ Test(email_worker, tracking_links_and_list_unsubscribe, .timeout = 300)
     cr_expect_eq(json_object_array_length(cmn_json_get_array(m, "pixels")), 0);
     cr_expect_str_eq(str(link_at(m, 0), "href"), "https://crm.example/offer?a=1&b=2");
     json_object_put(m);
-    cr_expect_eq(th_worker_stop(&fx.w), 0);
+    cr_expect_eq(th_worker_stop(&w_off), 0);
 
     /* ---- nothing configured: no header, no tracking, and a warning. */
-    start_worker(&fx, (const char *const[]){tpl_env, NULL});
-    dspec_t news4 = {"trk-none", NULL, "rui@example.com", "Rui", "en", "newsletter", NEWS_CONTEXT, NULL};
-    produce_dispatch(&fx, &news4);
-    cr_assert_eq(th_smtp_wait(&fx.smtp, 5, 60000), 5);
     m = track_inspect(&fx, "rui@example.com");
     cr_expect_str_eq(str(m, "list_unsubscribe_raw"), "");
     cr_expect_str_eq(str(m, "list_unsubscribe_post"), "");
@@ -629,8 +689,11 @@ Test(email_worker, tracking_links_and_list_unsubscribe, .timeout = 300)
     cr_expect_str_eq(str(link_at(m, 0), "href"), "https://crm.example/offer?a=1&b=2");
     cr_expect_str_eq(str(link_at(m, 6), "href"), "", "no unsubscribe link without a way to unsubscribe");
     json_object_put(m);
-    cr_expect_not_null(strstr(th_worker_log(&fx.w), "no List-Unsubscribe header"), "no warning at start");
-    cr_expect_eq(th_worker_stop(&fx.w), 0);
+    cr_expect_not_null(strstr(th_worker_log(&w_none), "no List-Unsubscribe header"), "no warning at start");
+    cr_expect_eq(th_worker_stop(&w_none), 0);
+    side_worker_fini(&w_mailto);
+    side_worker_fini(&w_off);
+    side_worker_fini(&w_none);
     fixture_fini(&fx);
 }
 
@@ -782,9 +845,8 @@ Test(email_worker, sigterm_finishes_the_batch_in_hand, .timeout = 240)
         cr_expect_eq(th_status_count(&st, rid, "sent"), 1, "%s sent %d times", rid, th_status_count(&st, rid, "sent"));
     }
     th_statuses_free(&st);
-    /* Give a duplicate a chance to show up before counting. */
-    struct timespec ts = {.tv_sec = 1, .tv_nsec = 0};
-    nanosleep(&ts, NULL);
+    /* Every record done and committed: a duplicate would be here by now. */
+    wait_committed(&fx.w);
     cr_expect_eq(th_smtp_count(&fx.smtp), N + 1, "a message was sent twice");
     cr_expect_eq(th_worker_stop(&fx.w), 0);
     fixture_fini(&fx);
