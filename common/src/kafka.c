@@ -342,6 +342,22 @@ static void kafka_dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *o
     } else {
         kafka_count(p->common.metrics, "kafka_messages_produced_total", "Kafka messages acknowledged by the cluster.",
                     topic, 1);
+        if (p->common.log != NULL && p->common.log->level <= CMN_LOG_DEBUG) {
+            /* Where each acknowledged message landed, so a record missing
+             * from a topic can be told apart from one never acknowledged.
+             * librdkafka reports no offset (-1001) for a message it counts
+             * as written without the broker saying so: acknowledged by a
+             * later batch's success (the broker's sequence check vouches
+             * for it) or answered DUPLICATE_SEQUENCE_NUMBER. */
+            char part[16];
+            char off[32];
+            snprintf(part, sizeof(part), "%" PRId32, m->partition);
+            snprintf(off, sizeof(off), "%" PRId64, m->offset);
+            const char *kv[] = {"topic", topic, "partition", part, "offset", off, NULL};
+            kafka_log(p->common.log, CMN_LOG_DEBUG, kv,
+                      m->offset < 0 ? "kafka message acknowledged without an offset (implicitly, by a later batch)"
+                                    : "kafka message acknowledged");
+        }
     }
     if (mc != NULL) {
         if (mc->cb != NULL)
