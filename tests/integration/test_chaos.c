@@ -16,8 +16,8 @@
  *
  * Scenarios: storm (the storm alone), process_kills (SIGKILL of the router,
  * each worker and the projector, each restarted), postgres_restart (an
- * immediate shutdown of PostgreSQL, then a start), broker_faults (produce
- * and fetch request errors, one broker down for a few seconds).
+ * immediate shutdown of PostgreSQL, then a start), broker_faults (a slow
+ * broker, fetch request errors, one broker down for a few seconds).
  *
  * What is asserted, per scenario:
  *   - lost = 0: every accepted request has a communications row whose
@@ -180,10 +180,10 @@ static void sleep_ms(int64_t ms)
 /* ------------------------------------------------------------ scenarios */
 
 typedef enum fault_kind {
-    FAULT_KILL,    /* crmctl dev kill <target>, restart after down_ms */
-    FAULT_PRODUCE, /* count produce request errors */
-    FAULT_FETCH,   /* count fetch request errors */
-    FAULT_BROKER   /* broker <target> down for down_ms */
+    FAULT_KILL,   /* crmctl dev kill <target>, restart after down_ms */
+    FAULT_SLOW,   /* broker <target> answers every request count ms late, for down_ms */
+    FAULT_FETCH,  /* count fetch request errors */
+    FAULT_BROKER  /* broker <target> down for down_ms */
 } fault_kind_t;
 
 typedef struct chaos_fault {
@@ -506,8 +506,15 @@ static void provider_counts(const th_fleet_t *f, const loader_t *l, const row_t 
             if (json_object_object_get_ex(twilio, key, &c))
                 sends[k] = json_object_get_int(c);
         } else if (strcmp(channel_of(k), "whatsapp") == 0) {
-            if (json_object_object_get_ex(meta, rows[k].cid, &c))
-                sends[k] = json_object_get_int(c);
+            /* The worker's biz_opaque_callback_data, by which the sandbox
+             * counts, is "<id>:<hop>:<attempt>" (plain "<id>" from older
+             * workers): every attempt of hop 0 is a send of this request. */
+            snprintf(key, sizeof(key), "%s:0:", rows[k].cid);
+            json_object_object_foreach(meta, id, count)
+            {
+                if (strcmp(id, rows[k].cid) == 0 || strncmp(id, key, strlen(key)) == 0)
+                    sends[k] += json_object_get_int(count);
+            }
         }
     }
     json_object_put(twilio);
@@ -689,14 +696,21 @@ static void run_scenario(const chaos_scenario_t *sc)
             sleep_ms(ft->down_ms);
             crmctl(&f, "restart", ft->target);
             break;
-        case FAULT_PRODUCE:
+        case FAULT_SLOW:
+            cr_assert(f.kafka_control[0] != '\0', "the embedded Kafka serves its fault-injection channel");
+            snprintf(path, sizeof(path), "/brokers/%s/rtt?ms=%d", ft->target, ft->count);
+            control(&f, path);
+            fprintf(stderr, "chaos: broker %s slow (%d ms) at %lld ms for %d ms\n", ft->target, ft->count,
+                    (long long)(now_ms() - t0), ft->down_ms);
+            sleep_ms(ft->down_ms);
+            snprintf(path, sizeof(path), "/brokers/%s/rtt?ms=0", ft->target);
+            control(&f, path);
+            break;
         case FAULT_FETCH:
             cr_assert(f.kafka_control[0] != '\0', "the embedded Kafka serves its fault-injection channel");
-            snprintf(path, sizeof(path), "/faults/%s?count=%d&error=NOT_LEADER_FOR_PARTITION",
-                     ft->kind == FAULT_PRODUCE ? "produce" : "fetch", ft->count);
+            snprintf(path, sizeof(path), "/faults/fetch?count=%d&error=NOT_LEADER_FOR_PARTITION", ft->count);
             control(&f, path);
-            fprintf(stderr, "chaos: %d %s request errors queued at %lld ms\n", ft->count,
-                    ft->kind == FAULT_PRODUCE ? "produce" : "fetch", (long long)(now_ms() - t0));
+            fprintf(stderr, "chaos: %d fetch request errors queued at %lld ms\n", ft->count, (long long)(now_ms() - t0));
             break;
         case FAULT_BROKER:
             cr_assert(f.kafka_control[0] != '\0', "the embedded Kafka serves its fault-injection channel");
@@ -828,9 +842,15 @@ Test(chaos, broker_faults)
     int lng = chaos_long();
     chaos_scenario_t sc = {.name = "broker", .requests = lng ? 1500 : 200, .batch = 10, .pace_ms = lng ? 250 : 500};
     int rounds = lng ? 3 : 1;
+    /* No produce request errors: the mock cluster answers them in a way no
+     * real broker does and loses acknowledged writes (see docs/chaos.md,
+     * "What the suite found"). A slow partition leader (every answer 1 s
+     * late) holds the workers' batches on their acknowledgements and slows
+     * every consumer's fetches, as an overloaded broker does. */
     for (int r = 0; r < rounds; r++) {
         int base = 2000 + r * 12000;
-        sc.faults[sc.nfaults++] = (chaos_fault_t){.at_ms = base, .kind = FAULT_PRODUCE, .count = lng ? 200 : 50};
+        sc.faults[sc.nfaults++] = (chaos_fault_t){.at_ms = base, .kind = FAULT_SLOW, .target = r % 2 ? "3" : "2",
+                                                  .count = 1000, .down_ms = 1500};
         sc.faults[sc.nfaults++] = (chaos_fault_t){.at_ms = base + 2000, .kind = FAULT_FETCH, .count = lng ? 200 : 50};
         sc.faults[sc.nfaults++] = (chaos_fault_t){.at_ms = base + 4000, .kind = FAULT_BROKER,
                                                   .target = r % 2 ? "2" : "1", .down_ms = lng ? 6000 : 3000};
