@@ -43,6 +43,9 @@
 
 #define TH_PG_USER "postgres"
 #define TH_PG_START_TRIES 3
+/* The database every test database is copied from: the migrations are
+ * applied to it once per server instead of once per test. */
+#define TH_PG_TEMPLATE "th_pg_template"
 
 static struct {
     pid_t pid;      /* process that filled the cache (a fork must re-check) */
@@ -316,6 +319,47 @@ static int th_pg_create_server(const char *dir)
     return -1;
 }
 
+static int th_pg_admin_exec(PGconn *conn, const char *sql);
+
+/* Creates TH_PG_TEMPLATE on the new server at port with every migration of
+ * CRM_SOURCE_DIR/migrations, then closes it to connections (a database
+ * being copied must have none). Returns 0 or -1. */
+static int th_pg_make_template(int port)
+{
+    int rc = -1;
+    PGconn *admin = NULL, *db = NULL;
+    char url[256], err[1024];
+    snprintf(url, sizeof url, "postgresql://%s@127.0.0.1:%d/postgres", TH_PG_USER, port);
+    admin = cmn_pg_connect(url, 10000, err, sizeof err);
+    if (admin == NULL) {
+        fprintf(stderr, "th_pg: %s\n", err);
+        goto cleanup;
+    }
+    if (th_pg_admin_exec(admin, "CREATE DATABASE " TH_PG_TEMPLATE) != 0)
+        goto cleanup;
+    snprintf(url, sizeof url, "postgresql://%s@127.0.0.1:%d/" TH_PG_TEMPLATE, TH_PG_USER, port);
+    db = cmn_pg_connect(url, 10000, err, sizeof err);
+    if (db == NULL) {
+        fprintf(stderr, "th_pg: %s\n", err);
+        goto cleanup;
+    }
+    int applied = 0;
+    if (cmn_pg_migrate(db, CRM_SOURCE_DIR "/migrations", NULL, &applied, err, sizeof err) != 0) {
+        fprintf(stderr, "th_pg: migrating %s: %s\n", TH_PG_TEMPLATE, err);
+        goto cleanup;
+    }
+    PQfinish(db);
+    db = NULL;
+    if (th_pg_admin_exec(admin, "ALTER DATABASE " TH_PG_TEMPLATE " WITH IS_TEMPLATE true ALLOW_CONNECTIONS false") !=
+        0)
+        goto cleanup;
+    rc = 0;
+cleanup:
+    PQfinish(db);
+    PQfinish(admin);
+    return rc;
+}
+
 /* Makes sure the shared server runs; fills the cache. Returns 0 or -1. */
 static int th_pg_ensure_server(void)
 {
@@ -339,6 +383,13 @@ static int th_pg_ensure_server(void)
         port = th_pg_create_server(dir);
         if (port <= 0)
             goto cleanup;
+        /* Before the port is recorded: a server others can find always has
+         * its template. Without one it is of no use; stop it rather than
+         * leave it running without a watchdog. */
+        if (th_pg_make_template(port) != 0) {
+            th_pg_stop_dir(dir);
+            goto cleanup;
+        }
         if (th_pg_write_port(dir, port) != 0) {
             fprintf(stderr, "th_pg: cannot record the port in %s\n", dir);
             goto cleanup;
@@ -382,10 +433,10 @@ static int th_pg_admin_exec(PGconn *conn, const char *sql)
 int th_pg_database(const char *name, char *url, size_t urllen)
 {
     int rc = -1;
-    PGconn *admin = NULL, *db = NULL;
+    PGconn *admin = NULL;
     char admin_url[256], err[1024], sql[256];
 
-    if (name == NULL || url == NULL || !th_pg_valid_name(name)) {
+    if (name == NULL || url == NULL || !th_pg_valid_name(name) || strcmp(name, TH_PG_TEMPLATE) == 0) {
         fprintf(stderr, "th_pg: database names are lower-case identifiers, got '%s'\n", name ? name : "(null)");
         return -1;
     }
@@ -401,23 +452,14 @@ int th_pg_database(const char *name, char *url, size_t urllen)
     snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
     if (th_pg_admin_exec(admin, sql) != 0)
         goto cleanup;
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    /* A copy of the migrated template: the same schema and
+     * schema_migrations rows as migrating this database would give. */
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE " TH_PG_TEMPLATE, name);
     if (th_pg_admin_exec(admin, sql) != 0)
         goto cleanup;
     snprintf(url, urllen, "postgresql://%s@127.0.0.1:%d/%s", TH_PG_USER, th_pg_cache.port, name);
-    db = cmn_pg_connect(url, 10000, err, sizeof err);
-    if (db == NULL) {
-        fprintf(stderr, "th_pg: %s\n", err);
-        goto cleanup;
-    }
-    int applied = 0;
-    if (cmn_pg_migrate(db, CRM_SOURCE_DIR "/migrations", NULL, &applied, err, sizeof err) != 0) {
-        fprintf(stderr, "th_pg: migrating %s: %s\n", name, err);
-        goto cleanup;
-    }
     rc = 0;
 cleanup:
-    PQfinish(db);
     PQfinish(admin);
     return rc;
 }

@@ -8,7 +8,8 @@
  * forked worker, and every worker of one run shares the one server. It is
  * stopped (and its directory removed) by th_pg_stop, or when the test binary
  * exits, by a detached watchdog.
- * Each test gets its own fresh database with all migrations applied.
+ * Each test gets its own fresh database with all migrations applied: a
+ * copy of a template database the server's creator migrated once.
  * CRM_PG_BINDIR overrides where initdb and pg_ctl are found
  * (default: the newest /usr/lib/postgresql/<major>/bin, else PATH). */
 #ifndef TH_PG_H
@@ -16,8 +17,10 @@
 
 #include <stddef.h>
 
-/* Makes sure the server runs; creates database `name` (dropping an old one),
- * applies CRM_SOURCE_DIR/migrations, and writes its URL into url.
+/* Makes sure the server runs; creates database `name` (dropping an old one)
+ * with CRM_SOURCE_DIR/migrations applied (copied from the server's migrated
+ * template, "th_pg_template", which is not a valid name here), and writes its
+ * URL into url.
  * Returns 0 or -1 (with the reason on stderr). */
 int th_pg_database(const char *name, char *url, size_t urllen);
 
