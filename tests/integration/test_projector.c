@@ -98,11 +98,11 @@ static void qstr(const char *url, const char *sql, char *out, size_t outlen)
 static void wait_for(const fixture_t *fx, const char *sql, long long want, int timeout_ms)
 {
     long long got = -1;
-    for (int waited = 0; waited <= timeout_ms; waited += 100) {
+    for (int waited = 0; waited <= timeout_ms; waited += 50) {
         got = qint(fx->url, sql);
         if (got == want)
             return;
-        sleep_ms(100);
+        sleep_ms(50);
     }
     cr_assert_fail("%s: want %lld, got %lld (projector log: %s)", sql, want, got, fx->proc.log_path);
 }
