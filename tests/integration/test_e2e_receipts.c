@@ -217,7 +217,7 @@ Test(e2e_receipts, sms_and_whatsapp_end_delivered_or_read)
     load(&e);
     char rid[64], phone[32], mail[96], cid[64];
     snprintf(rid, sizeof rid, "rx-sms-%d", tag());
-    snprintf(phone, sizeof phone, "+336%03d12345", tag());
+    snprintf(phone, sizeof phone, "+3361%02d12345", tag() % 100);
     snprintf(mail, sizeof mail, "rx-sms-%d@example.com", tag());
     sms_request(&e, rid, "client-rx-sms", phone, mail, "[\"sms\",\"email\"]", "normal", cid, sizeof cid);
     const char *sms_done[] = {"delivered|sms|0", "read|sms|0", NULL};
@@ -237,7 +237,7 @@ Test(e2e_receipts, sms_and_whatsapp_end_delivered_or_read)
     cr_assert_eq(wait_sql(&e, sql, one, 60000, got, sizeof got), 0);
     sleep(2); /* the router reads preferences through a short cache */
     char wa_body[2048], wa_cid[64], wa_phone[32];
-    snprintf(wa_phone, sizeof wa_phone, "+336%03d22345", tag());
+    snprintf(wa_phone, sizeof wa_phone, "+3361%02d22345", tag() % 100);
     snprintf(wa_body, sizeof wa_body,
              "{\"request_id\":\"rx-wa-%d\",\"client_id\":\"client-rx-wa\",\"message_type\":\"appointment_reminder\","
              "\"channels\":[\"whatsapp\"],\"recipient\":{\"name\":\"Inès\",\"whatsapp\":\"%s\",\"locale\":\"fr\"},"
@@ -272,7 +272,7 @@ Test(e2e_receipts, undelivered_sms_falls_back_to_email)
     load(&e);
     char rid[64], phone[32], mail[96], cid[64];
     snprintf(rid, sizeof rid, "rx-undelivered-%d", tag());
-    snprintf(phone, sizeof phone, "+336%03d30003", tag());
+    snprintf(phone, sizeof phone, "+3361%02d30003", tag() % 100);
     snprintf(mail, sizeof mail, "rx-undelivered-%d@example.com", tag());
     sms_request(&e, rid, "client-rx-undelivered", phone, mail, "[\"sms\",\"email\"]", "normal", cid, sizeof cid);
     const char *done[] = {"sent|email|1", NULL};
@@ -294,7 +294,7 @@ Test(e2e_receipts, critical_sms_without_receipt_falls_back_after_the_deadline)
     load(&e);
     char rid[64], phone[32], mail[96], cid[64];
     snprintf(rid, sizeof rid, "rx-silent-%d", tag());
-    snprintf(phone, sizeof phone, "+336%03d00000", tag());
+    snprintf(phone, sizeof phone, "+3361%02d00000", tag() % 100);
     snprintf(mail, sizeof mail, "rx-silent-%d@example.com", tag());
     sms_request(&e, rid, "client-rx-silent", phone, mail, "[\"sms\",\"email\"]", "critical", cid, sizeof cid);
     const char *done[] = {"sent|email|1", NULL};
@@ -349,7 +349,7 @@ Test(e2e_receipts, stop_reply_blocks_the_next_sms)
     char client[64], rid[64], phone[32], cid[64], out[4096];
     snprintf(client, sizeof client, "client-rx-stop-%d", tag());
     snprintf(rid, sizeof rid, "rx-stop-1-%d", tag());
-    snprintf(phone, sizeof phone, "+336%03d54321", tag());
+    snprintf(phone, sizeof phone, "+3361%02d54321", tag() % 100);
     /* A first SMS: the router records the number as the client's. */
     sms_request(&e, rid, client, phone, NULL, "[\"sms\"]", "normal", cid, sizeof cid);
     const char *done[] = {"delivered|sms|0", "read|sms|0", NULL};

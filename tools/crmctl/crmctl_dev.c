@@ -983,7 +983,7 @@ static int dev_up(dev_ctx_t *d)
     snprintf(smtp_pass, sizeof(smtp_pass), "SMTP_PASSWORD=%s", d->smtp_password);
     char *email_env[] = {"SMTP_HOST=127.0.0.1", smtp_port, "SMTP_USERNAME=crm", smtp_pass,
                          "SMTP_FROM_EMAIL=notifications@crm.example", "SMTP_FROM_NAME=Acme CRM",
-                         "SMTP_USE_TLS=true", ca_env, NULL};
+                         "SMTP_USE_TLS=true", ca_env, NULL, NULL, NULL, NULL};
     if (twilio_sandbox_start(d) != 0) {
         rc = 1;
         goto out;
@@ -1041,8 +1041,19 @@ static int dev_up(dev_ctx_t *d)
     char receiver_bin[PATH_MAX + 64];
     snprintf(receiver_bin, sizeof(receiver_bin), "%s/services/webhook-receiver/crm-webhook-receiver", d->bin_dir);
     d->has_receiver = access(receiver_bin, X_OK) == 0;
-    char *router_env[] = {"ROUTER_ENABLED_CHANNELS=email,sms,whatsapp", NULL};
-    if (service_start(d, "projector", "projector", d->projector_port, NULL) != 0 ||
+    /* Email tracking and List-Unsubscribe point at the receiver; the link
+     * tokens are signed with the directory's own tracking key. */
+    char tracking_base[96];
+    snprintf(tracking_base, sizeof(tracking_base), "TRACKING_BASE_URL=http://127.0.0.1:%d", d->webhook_port);
+    email_env[8] = tracking_base;
+    email_env[9] = tracking_key;
+    email_env[10] = "UNSUBSCRIBE_MAILTO=unsubscribe@crm.example";
+    /* The router records which client an address belongs to (keyed hashes)
+     * and the projector seals inbound bodies: both need the data key, or a
+     * STOP reply finds no client and crm.inbound is left unread. */
+    char *router_env[] = {"ROUTER_ENABLED_CHANNELS=email,sms,whatsapp", data_key, NULL};
+    char *projector_env[] = {data_key, NULL};
+    if (service_start(d, "projector", "projector", d->projector_port, projector_env) != 0 ||
         service_start(d, "router", "router", d->router_port, router_env) != 0 ||
         (d->has_receiver &&
          service_start(d, "webhook-receiver", "webhook-receiver", d->webhook_port, receiver_env) != 0) ||
