@@ -119,8 +119,36 @@ static int spawnattr_init(posix_spawnattr_t *attr)
     return 0;
 }
 
+/* util-linux's setpriv, which sets the parent-death signal and execs the
+ * real program (posix_spawn has no way to set it itself). */
+#define TH_PROC_SETPRIV "/usr/bin/setpriv"
+#define TH_PROC_MAX_ARGS 64
+
+/* argv behind `setpriv --pdeathsig KILL --` into wrapped (room for
+ * TH_PROC_MAX_ARGS), so the child is killed when the test process that
+ * started it dies, however it dies: a failed assertion ends the test
+ * process without its cleanup, and a service left running would go on
+ * using CPU and ports for the rest of the run. Without setpriv (or with
+ * too many arguments) argv is used as it is. Returns the argv to spawn. */
+static char *const *wrap_pdeathsig(char *const argv[], char **wrapped)
+{
+    size_t n = 0;
+    while (argv[n] != NULL)
+        n++;
+    if (n + 5 > TH_PROC_MAX_ARGS || access(TH_PROC_SETPRIV, X_OK) != 0)
+        return argv;
+    wrapped[0] = TH_PROC_SETPRIV;
+    wrapped[1] = "--pdeathsig";
+    wrapped[2] = "KILL";
+    wrapped[3] = "--";
+    for (size_t i = 0; i <= n; i++)
+        wrapped[4 + i] = argv[i];
+    return wrapped;
+}
+
 int th_proc_start(th_proc_t *p, const char *name, char *const argv[], char *const env_overrides[])
 {
+    char *wrapped[TH_PROC_MAX_ARGS];
     int rc = -1;
     int logfd = -1;
     char **env = NULL;
@@ -165,7 +193,8 @@ int th_proc_start(th_proc_t *p, const char *name, char *const argv[], char *cons
     posix_spawn_file_actions_adddup2(&actions, logfd, STDOUT_FILENO);
     posix_spawn_file_actions_adddup2(&actions, logfd, STDERR_FILENO);
 
-    err = posix_spawnp(&pid, argv[0], &actions, &attr, argv, env);
+    char *const *spawn_argv = wrap_pdeathsig(argv, wrapped);
+    err = posix_spawnp(&pid, spawn_argv[0], &actions, &attr, spawn_argv, env);
     if (err != 0) {
         fprintf(stderr, "th_proc: cannot start %s: %s\n", argv[0], strerror(err));
         goto cleanup;

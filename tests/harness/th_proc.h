@@ -21,6 +21,8 @@ const char *th_bin(const char *name, char *out, size_t outlen);
 
 /* Starts argv[0] (a path) with env overrides: a NULL-terminated list of
  * "NAME=value" strings added to (or replacing in) the current environment.
+ * The child is killed (SIGKILL) if the calling thread's process dies first,
+ * e.g. on a failed assertion (through setpriv --pdeathsig, when installed).
  * Returns 0 or -1. */
 int th_proc_start(th_proc_t *p, const char *name, char *const argv[], char *const env_overrides[]);
 
