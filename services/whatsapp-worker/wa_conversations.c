@@ -2,14 +2,12 @@
  * wa_conversations.h. */
 #include "wa_conversations.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "crm/buf.h"
+#include "crm/crypto.h"
 #include "crm/err.h"
 
 /* The ordinality of each key comes back with its row, so answers are
@@ -22,28 +20,16 @@ static const char SQL_LOOKUP[] =
     "  AND c.phone_hash = decode(u.phone_hash_hex, 'hex')"
     " WHERE c.last_inbound_at IS NOT NULL";
 
+/* The hash is the shared keyed address hash (crm/crypto.h), so the rows the
+ * webhook receiver and the projector write are the rows this worker reads. */
 int wa_phone_hash(const char *key, const char *e164, unsigned char out[WA_PHONE_HASH_LEN])
 {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
-    if (key == NULL || e164 == NULL || strlen(key) < WA_DATA_KEY_MIN)
-        return CMN_ERR_INVALID;
-    if (HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)e164, strlen(e164), mac, &maclen) == NULL ||
-        maclen != WA_PHONE_HASH_LEN)
-        return CMN_ERR_INVALID;
-    memcpy(out, mac, WA_PHONE_HASH_LEN);
-    OPENSSL_cleanse(mac, sizeof mac);
-    return 0;
+    return cmn_crypto_address_hash(key, e164, out);
 }
 
 void wa_phone_hash_hex(const unsigned char hash[WA_PHONE_HASH_LEN], char hex[2 * WA_PHONE_HASH_LEN + 1])
 {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < WA_PHONE_HASH_LEN; i++) {
-        hex[2 * i] = digits[hash[i] >> 4];
-        hex[2 * i + 1] = digits[hash[i] & 0x0F];
-    }
-    hex[2 * WA_PHONE_HASH_LEN] = '\0';
+    cmn_crypto_hex(hash, hex);
 }
 
 /* Appends s as an element of a PostgreSQL array literal: double-quoted,

@@ -18,10 +18,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crm/crypto.h"
+
 /* Shortest CRM_DATA_KEY accepted: 32 bytes of secret make the keyed hash
  * as hard to reverse as SHA-256 allows. crmctl checks the same bound. */
-#define WA_DATA_KEY_MIN 32
-#define WA_PHONE_HASH_LEN 32
+#define WA_DATA_KEY_MIN CMN_DATA_KEY_MIN
+#define WA_PHONE_HASH_LEN CMN_ADDRESS_HASH_LEN
 
 /* HMAC-SHA256(key, e164) into out. key and e164 are borrowed NUL-terminated
  * strings (the key's bytes are used as they are). Returns 0 or
