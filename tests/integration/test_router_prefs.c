@@ -543,12 +543,19 @@ Test(router_prefs, the_defer_consumer_brings_the_request_back, .timeout = 300)
     char members[512];
     int64_t ends_at = 0;
     fixture_init(&fx, "router_prefs_delayq");
-    /* Quiet until the start of the next minute (or the one after, so the
-     * window cannot end before the request is even read). */
-    int64_t now = cmn_now_ms();
-    tokyo_window(30, now % 60000 > 45000 ? 2 : 1, members, sizeof members, &ends_at);
-    put_prefs_row(&fx, "c-soon", members);
+    /* The router first: its two groups join together (the mock's 3 s), and
+     * once its crm.defer.* consumer has its 36 partitions, a request
+     * produced now is read at once. The window then only needs to leave
+     * room for the deferral itself, instead of the start and the joins too:
+     * the wait for it to end is shorter by that much. */
     start_router(&fx, NULL);
+    wait_metric(&fx, "delay_assigned_partitions{family=\"crm.defer\"}", 36);
+    /* Quiet until the start of the next minute (or the one after, when the
+     * next one is less than 8 s away, so the window cannot end before the
+     * request is even read). */
+    int64_t now = cmn_now_ms();
+    tokyo_window(30, now % 60000 > 52000 ? 2 : 1, members, sizeof members, &ends_at);
+    put_prefs_row(&fx, "c-soon", members);
 
     produce_request(&fx, "soon-1", "c-soon", "[\"sms\",\"email\"]");
     wait_claim(&fx, "soon-1", "deferred");
